@@ -1,0 +1,58 @@
+"""The demo investors' starting point: identity, profile commitment and opening positions.
+
+Opening positions are given in cash value (exact decimals) and converted to units at the
+instrument's NAV, so each investor starts with a recognisable, deliberately drifted
+portfolio that the optimizer will want to rebalance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from offchain.chain.actors import INVESTORS, Actor
+from offchain.universe import WAD, instrument
+
+# ISO 3166-1 numeric codes.
+JURISDICTION_US = 840
+JURISDICTION_FR = 250
+JURISDICTION_DE = 276
+JURISDICTION_SG = 702
+
+
+@dataclass(frozen=True)
+class DemoInvestor:
+    """A demo investor: who they are and what they hold at the start (cash value per symbol)."""
+
+    actor: Actor
+    jurisdiction: int
+    risk_category: int
+    discretionary: bool
+    opening_values: dict[str, Decimal]
+
+
+DEMO_INVESTORS: tuple[DemoInvestor, ...] = (
+    DemoInvestor(INVESTORS[0], JURISDICTION_FR, 2, False, {
+        "USDL": Decimal("20000"), "AGGB": Decimal("95000"), "MUNI": Decimal("30000"),
+        "LCAP": Decimal("60000"), "DXUS": Decimal("15000"), "TIPS": Decimal("10000"),
+    }),
+    DemoInvestor(INVESTORS[1], JURISDICTION_US, 4, True, {
+        "USDL": Decimal("50000"), "LCAP": Decimal("180000"), "SCAP": Decimal("40000"),
+        "EMEQ": Decimal("35000"), "AGGB": Decimal("30000"), "PEQ": Decimal("25000"),
+    }),
+    DemoInvestor(INVESTORS[2], JURISDICTION_DE, 3, False, {
+        "USDL": Decimal("15000"), "BALX": Decimal("80000"), "LCAP": Decimal("45000"),
+        "AGGB": Decimal("40000"), "CLEN": Decimal("12000"), "PRE": Decimal("8000"),
+    }),
+    DemoInvestor(INVESTORS[3], JURISDICTION_SG, 5, True, {
+        "USDL": Decimal("100000"), "LCAP": Decimal("220000"), "SCAP": Decimal("70000"),
+        "EMEQ": Decimal("60000"), "DXUS": Decimal("50000"), "PCRD": Decimal("20000"),
+        "INFR": Decimal("15000"),
+    }),
+)
+
+
+def units_for_value(symbol: str, value: Decimal) -> int:
+    """Units (18 decimals) worth ``value`` cash at the instrument's NAV, rounded down."""
+    nav_wad = instrument(symbol).nav_wad
+    return int(value * WAD) * WAD // nav_wad
