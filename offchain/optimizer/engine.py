@@ -1,0 +1,329 @@
+"""``optimize_accounts``: the public entry point of the MyPortfolio optimizer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+
+from offchain.errors import InvalidInput
+from offchain.optimizer.inputs import (
+    Account,
+    AccountError,
+    BatchResult,
+    Customizations,
+    HouseholdTrade,
+    MarketData,
+    ModelPortfolio,
+    Proposal,
+    Trade,
+)
+from offchain.optimizer.problem import (
+    AccountProblem,
+    Universe,
+    build_account,
+    build_universe,
+    objective,
+    violations,
+)
+from offchain.optimizer.solver import BatchSolver, SolveStats
+
+QUANTITY_STEP = Decimal("0.00000001")  # units are traded to 1e-8
+CENT = Decimal("0.01")
+FEASIBILITY_TOL = 1e-9  # weight units: a solution within this of every constraint is feasible
+
+
+@dataclass
+class Solved:
+    """An account's problem and its solver solution (weights), for tests and benchmarks."""
+
+    problem: AccountProblem
+    buys: np.ndarray
+    sells: np.ndarray
+    certified: bool
+
+
+@dataclass
+class EngineRun:
+    """Everything one run produced: the public result plus numeric detail and solver stats."""
+
+    result: BatchResult
+    universe: Universe
+    solved: dict[str, Solved]
+    stats: SolveStats
+
+
+def optimize_accounts(
+    model: ModelPortfolio,
+    accounts: Iterable[Account],
+    market: MarketData,
+    customizations_by_account: Mapping[str, Customizations] | None = None,
+    household_trades: Iterable[HouseholdTrade] = (),
+    as_of: dt.date | None = None,
+) -> BatchResult:
+    """Propose trades for every account on ``model``.
+
+    ``customizations_by_account`` maps account id to its customizations (default: none);
+    ``household_trades`` are past trades of every account of the households involved (for wash
+    sales); ``as_of`` defaults to the market data's date. Accounts with bad data are returned in
+    ``BatchResult.errors`` with the reason, the others get a ``Proposal`` (possibly with no
+    trades). Raises ``InvalidInput`` only for data shared by the whole batch (a risk model or cost
+    missing for an instrument of the model).
+    """
+    return run_engine(
+        model, accounts, market, customizations_by_account, household_trades, as_of
+    ).result
+
+
+def run_engine(
+    model: ModelPortfolio,
+    accounts: Iterable[Account],
+    market: MarketData,
+    customizations_by_account: Mapping[str, Customizations] | None = None,
+    household_trades: Iterable[HouseholdTrade] = (),
+    as_of: dt.date | None = None,
+    solver: BatchSolver | None = None,
+) -> EngineRun:
+    """``optimize_accounts`` with the numeric detail kept (see ``EngineRun``); same errors."""
+    as_of = as_of or market.as_of.date()
+    customs = dict(customizations_by_account or {})
+    trades = list(household_trades)
+    universe = build_universe(model, market)
+    solver = solver or BatchSolver(universe)
+    errors: list[AccountError] = []
+    problems: list[AccountProblem] = []
+    inputs: dict[str, tuple[Account, Customizations]] = {}
+    for account in accounts:
+        custom = customs.get(account.account_id, Customizations())
+        if account.account_id in inputs:
+            errors.append(AccountError(
+                account_id=account.account_id, field="account_id", reason="duplicate account id"))
+            continue
+        try:
+            problem = build_account(universe, model, market, account, custom, trades, as_of)
+            _check_feasible(universe, problem)
+        except InvalidInput as exc:
+            errors.append(AccountError(account_id=account.account_id, field=exc.field,
+                                       reason=str(exc)))
+            continue
+        inputs[account.account_id] = (account, custom)
+        problems.append(problem)
+
+    solutions, stats = solver.solve(problems)
+    # Wash sales: a group whose losses are worth harvesting and that the first pass did not buy
+    # is not bought today, so its losses count.
+    groups = {i.symbol: i.wash_group or i.symbol for i in model.instruments}
+    second: list[int] = []
+    second_problems: list[AccountProblem] = []
+    for k, (problem, sol) in enumerate(zip(problems, solutions, strict=True)):
+        if sol is None or not problem.harvestable_groups:
+            continue
+        bought = {groups[universe.symbols[i]] for i in np.flatnonzero(sol.buys > 1e-12)}
+        harvest = frozenset(problem.harvestable_groups - bought)
+        if not harvest:
+            continue
+        account, custom = inputs[problem.account_id]
+        again = build_account(universe, model, market, account, custom, trades, as_of, harvest)
+        again.notes.append(
+            "wash sales: not buying " + ", ".join(sorted(harvest)) + " today so that its losses"
+            " can be harvested"
+        )
+        second.append(k)
+        second_problems.append(again)
+    if second_problems:
+        solutions2, stats2 = solver.solve(second_problems)
+        stats.iterations += stats2.iterations
+        stats.certified += stats2.certified
+        stats.fallback += stats2.fallback
+        stats.fallback_ids += stats2.fallback_ids
+        for k, problem, sol in zip(second, second_problems, solutions2, strict=True):
+            problems[k], solutions[k] = problem, sol
+
+    proposals: list[Proposal] = []
+    solved: dict[str, Solved] = {}
+    for problem, sol in zip(problems, solutions, strict=True):
+        account, custom = inputs[problem.account_id]
+        if sol is None:
+            errors.append(AccountError(account_id=problem.account_id, field="constraints",
+                                       reason="no trade list satisfies every constraint"))
+            continue
+        solved[problem.account_id] = Solved(problem, sol.buys, sol.sells, sol.certified)
+        proposals.append(
+            _proposal(universe, model, market, account, custom, problem, sol.buys, sol.sells,
+                      as_of)
+        )
+    return EngineRun(BatchResult(proposals=tuple(proposals), errors=tuple(errors)), universe,
+                     solved, stats)
+
+
+def _check_feasible(universe: Universe, p: AccountProblem) -> None:
+    """Reject accounts whose cash needs no sale can meet (the exact check is the solver's)."""
+    raise_max = float((1 - universe.cost) @ p.sell_max)
+    spend_min = float((1 - universe.cost) @ p.sell_min)
+    if p.cash_budget + raise_max < -FEASIBILITY_TOL or p.cash_budget + spend_min < -1.0:
+        raise InvalidInput(
+            "withdrawal",
+            "cash needs that the sellable lots can meet",
+            f"{-p.cash_budget * p.value:.2f} to raise, at most {raise_max * p.value:.2f} sellable",
+        )
+
+
+def _proposal(
+    universe: Universe,
+    model: ModelPortfolio,
+    market: MarketData,
+    account: Account,
+    custom: Customizations,
+    p: AccountProblem,
+    buys: np.ndarray,
+    sells: np.ndarray,
+    as_of: dt.date,
+) -> Proposal:
+    value = Decimal(repr(p.value))
+    lots = {lot.lot_id: lot for lot in account.lots}
+    prices = {s: market.prices[s].price for s in universe.symbols if s in market.prices}
+    notes = list(p.notes)
+    sold = np.bincount(p.lot_instrument, weights=sells, minlength=universe.n)
+    gap_before = p.holding - p.model
+    gap_after = gap_before + buys - sold
+    needs_cash = p.cash_budget < 0
+
+    # Weights to units, rounded down so that no lot is oversold and cash never goes negative.
+    buy_units: dict[int, Decimal] = {}
+    for i in np.flatnonzero(buys > 0):
+        sym = universe.symbols[i]
+        qty = (Decimal(repr(float(buys[i]))) * value / prices[sym]).quantize(
+            QUANTITY_STEP, rounding=ROUND_DOWN)
+        if qty > 0:
+            buy_units[i] = qty
+    sell_units: dict[int, Decimal] = {}
+    for k in np.flatnonzero(sells > 0):
+        lot = lots[p.lot_ids[k]]
+        if sells[k] >= p.lot_held[k] * (1 - 1e-12):
+            qty = lot.quantity
+        else:
+            qty = min(lot.quantity, (Decimal(repr(float(sells[k]))) * value / prices[lot.symbol])
+                      .quantize(QUANTITY_STEP, rounding=ROUND_DOWN))
+        if qty > 0:
+            sell_units[k] = qty
+
+    # Minimum trade value: drop dust trades if the rest stays feasible.
+    if custom.min_trade_value > 0:
+        keep_b = {i: q for i, q in buy_units.items()
+                  if q * prices[universe.symbols[i]] >= custom.min_trade_value}
+        keep_s = {k: q for k, q in sell_units.items()
+                  if q * prices[lots[p.lot_ids[k]].symbol] >= custom.min_trade_value}
+        if len(keep_b) + len(keep_s) < len(buy_units) + len(sell_units):
+            b2, s2 = _weights(universe, p, keep_b, keep_s, prices, lots)
+            if max(violations(universe, p, b2, s2).values()) <= FEASIBILITY_TOL:
+                dropped = len(buy_units) + len(sell_units) - len(keep_b) - len(keep_s)
+                notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
+                buy_units, sell_units = keep_b, keep_s
+
+    b_final, s_final = _weights(universe, p, buy_units, sell_units, prices, lots)
+    bought_groups = {_group(model, universe.symbols[i]) for i in buy_units}
+    trades: list[Trade] = []
+    st_gain = lt_gain = tax_cost = tc_total = Decimal(0)
+    rates = custom.tax
+    for k, qty in sorted(sell_units.items(), key=lambda kv: p.lot_ids[kv[0]]):
+        lot = lots[p.lot_ids[k]]
+        i = int(p.lot_instrument[k])
+        price = prices[lot.symbol]
+        trade_value = (qty * price).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        cost = _cost(trade_value, market.cost_bps[lot.symbol])
+        gain = (qty * (price - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        term = "short" if p.lot_short[k] else "long"
+        rate = Decimal(repr(rates.short_term_rate if term == "short" else rates.long_term_rate))
+        disallowed = gain < 0 and _group(model, lot.symbol) in bought_groups
+        if term == "short":
+            st_gain += gain
+        else:
+            lt_gain += gain
+        if not disallowed:
+            tax_cost += gain * rate
+        tc_total += cost
+        why = []
+        if p.sell_min[i] > 0:
+            why.append(f"brings {lot.symbol} under the {model.max_position_weight:%} limit")
+        if needs_cash:
+            why.append("raises cash for the withdrawal / minimum cash")
+        if p.lot_tax[k] < 0:
+            why.append(f"harvests a {term}-term loss of {-gain} (saves about {-gain * rate:.2f})")
+        elif disallowed:
+            why.append("loss disallowed (wash sale with today's purchase of its group)")
+        if gap_before[i] > 0:
+            why.append(f"{lot.symbol} is {gap_before[i] * 1e4:.0f} bp over its model weight")
+        if p.model[i] == 0 and gap_before[i] > 0:
+            why.append("not in this account's model (substituted, screened or not approved)")
+        why.append(f"lot picked for least tax per unit ({term}-term, gain {gain})")
+        trades.append(Trade(symbol=lot.symbol, side="sell", quantity=qty, value=trade_value,
+                            cost=cost, lot_id=lot.lot_id, realized_gain=gain, term=term,
+                            reason="; ".join(why)))
+    for i, qty in sorted(buy_units.items()):
+        sym = universe.symbols[i]
+        trade_value = (qty * prices[sym]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        cost = _cost(trade_value, market.cost_bps[sym])
+        tc_total += cost
+        if gap_before[i] < 0 and p.model[i] > 0:
+            reason = (f"{sym} is {-gap_before[i] * 1e4:.0f} bp under its model weight "
+                      f"({-gap_after[i] * 1e4:.0f} bp after): closing the gap lowers tracking "
+                      "error by more than it costs")
+        else:
+            reason = (f"{sym} stands in for exposure the account cannot hold as modelled "
+                      "(restricted, screened or wash-sale locked): lowers tracking error")
+        trades.append(Trade(symbol=sym, side="buy", quantity=qty, value=trade_value, cost=cost,
+                            reason=reason))
+    spent = sum((t.value + t.cost for t in trades if t.side == "buy"), Decimal(0))
+    raised = sum((t.value - t.cost for t in trades if t.side == "sell"), Decimal(0))
+    cash_after = account.cash - custom.withdrawal + raised - spent
+    te_before = float(np.sqrt(max(0.0, gap_before @ universe.cov @ gap_before)))
+    d_after = p.holding + b_final - np.bincount(p.lot_instrument, weights=s_final,
+                                                minlength=universe.n) - p.model
+    te_after = float(np.sqrt(max(0.0, d_after @ universe.cov @ d_after)))
+    f0 = objective(universe, p, np.zeros(universe.n), np.zeros(p.lot_instrument.size))
+    f1 = objective(universe, p, b_final, s_final)
+    if not trades:
+        notes.append("no trades: no change is worth its tax and transaction cost")
+    return Proposal(
+        account_id=account.account_id,
+        model_id=model.model_id,
+        as_of=as_of,
+        trades=tuple(trades),
+        realized_short_term=st_gain,
+        realized_long_term=lt_gain,
+        tax_cost=tax_cost.quantize(CENT, rounding=ROUND_HALF_EVEN),
+        transaction_cost=tc_total,
+        cash_after=cash_after.quantize(CENT, rounding=ROUND_DOWN),
+        tracking_error_before=te_before,
+        tracking_error_after=te_after,
+        objective_no_trade=f0,
+        objective=f1,
+        needs_approval=account.mode == "advisory",
+        notes=tuple(notes),
+    )
+
+
+def _weights(universe, p, buy_units, sell_units, prices, lots):
+    """Weights of unit trades (inverse of the rounding above)."""
+    buys = np.zeros(universe.n)
+    sells = np.zeros(p.lot_instrument.size)
+    for i, qty in buy_units.items():
+        buys[i] = float(qty * prices[universe.symbols[i]]) / p.value
+    for k, qty in sell_units.items():
+        sells[k] = min(p.lot_weight[k], float(qty * prices[lots[p.lot_ids[k]].symbol]) / p.value)
+    return buys, sells
+
+
+def _cost(trade_value: Decimal, bps: float) -> Decimal:
+    return (trade_value * Decimal(repr(bps)) / Decimal(10_000)).quantize(
+        CENT, rounding=ROUND_HALF_EVEN)
+
+
+def _group(model: ModelPortfolio, symbol: str) -> str:
+    for inst in model.instruments:
+        if inst.symbol == symbol:
+            return inst.wash_group or symbol
+    return symbol

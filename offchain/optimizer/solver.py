@@ -1,0 +1,425 @@
+"""The batched solver: many accounts of one model at once, in numpy.
+
+Every account on a model shares the quadratic form (the factor covariance) and the constraint
+matrix (costs, asset classes); only bounds and linear costs differ. So the solver runs
+
+1. ADMM (OSQP-style splitting) on all accounts together over ``v = [buys; net sells]`` per
+   instrument, with one factorization shared by the whole batch. The lots of an instrument
+   enter only through the proximal step of its sell cost, a convex piecewise-linear function
+   (lots sorted by tax-plus-cost per unit: cheapest lots are sold first).
+2. A polish on the net trade per instrument: guess from ADMM which instruments sit on a kink
+   (a lot boundary, zero, a bound) and which rows bind, solve the equality-constrained KKT
+   system exactly (batched), and certify the result with the full optimality conditions.
+   Failed certificates update the guess (primal-dual active set) a few times.
+3. Accounts that are not certified continue ADMM; what is left after the iteration budget is
+   handed to the exact reference solver (reported in ``SolveStats``).
+
+The short-term gains budget is priced by a multiplier per account, updated by dual ascent in
+ADMM and solved exactly in the polish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from offchain.optimizer.problem import AccountProblem, Universe
+
+_TOL = 1e-10  # primal tolerance of the certificate, weight units
+_DUAL_TOL = 1e-9  # dual tolerance of the certificate
+_KINK_TOL = 1e-7  # how close to a kink ADMM must be to guess "on the kink"
+
+
+@dataclass
+class SolveStats:
+    """How the batch was solved: ADMM iterations run, accounts certified by the fast path and
+    accounts handed to the exact reference solver."""
+
+    iterations: int = 0
+    certified: int = 0
+    fallback: int = 0
+    fallback_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Solution:
+    """One account's solution: buys per instrument and sells per lot, in weights."""
+
+    buys: np.ndarray
+    sells: np.ndarray
+    st_multiplier: float
+    certified: bool
+
+
+class _Batch:
+    """Stacked arrays of B accounts; lots padded to L slots per instrument."""
+
+    def __init__(self, universe: Universe, problems: list[AccountProblem]) -> None:
+        n = universe.n
+        self.n = n
+        b_count = len(problems)
+        counts = np.zeros((b_count, n), dtype=np.int64)
+        for a, p in enumerate(problems):
+            counts[a] = np.bincount(p.lot_instrument, minlength=n)
+        n_slots = max(1, int(counts.max(initial=0)))
+        self.L = n_slots
+        shape = (b_count, n, n_slots)
+        self.lot_w = np.zeros(shape)
+        self.lot_c = np.zeros(shape)
+        self.lot_st = np.zeros(shape)
+        self.lot_idx = np.full(shape, -1, dtype=np.int64)
+        cost = universe.cost
+        for a, p in enumerate(problems):
+            if p.lot_instrument.size == 0:
+                continue
+            order = np.argsort(p.lot_instrument, kind="stable")
+            inst = p.lot_instrument[order]
+            starts = np.searchsorted(inst, np.arange(n))
+            slot = np.arange(inst.size) - starts[inst]
+            self.lot_w[a, inst, slot] = p.lot_weight[order]
+            self.lot_c[a, inst, slot] = p.lot_tax[order] + cost[inst]
+            self.lot_st[a, inst, slot] = p.lot_st_gain[order]
+            self.lot_idx[a, inst, slot] = order
+        # Padding slots cost more than any lot so they sort last.
+        self.lot_c[self.lot_idx < 0] = 1e3
+        self.d0 = np.stack([p.holding - p.model for p in problems])
+        self.buy_max = np.stack([p.buy_max for p in problems])
+        self.sell_min = np.stack([p.sell_min for p in problems])
+        self.sell_max = np.stack([np.minimum(p.sell_max, self_sum) for p, self_sum in zip(
+            problems, self.lot_w.sum(axis=2), strict=True)])
+        self.cash_budget = np.array([p.cash_budget for p in problems])
+        k = universe.class_matrix.shape[0]
+        self.class_lo = np.stack([p.class_lo for p in problems]) if k else np.zeros((b_count, 0))
+        self.class_hi = np.stack([p.class_hi for p in problems]) if k else np.zeros((b_count, 0))
+        self.st_budget = np.array([p.st_budget for p in problems])
+        self.mu = np.zeros(b_count)
+        self.sort_lots(np.arange(b_count))
+
+    def sort_lots(self, rows: np.ndarray) -> None:
+        """Order each instrument's lots by cost plus the short-term multiplier (cheapest first)."""
+        if rows.size == 0:
+            return
+        key = self.lot_c[rows] + self.mu[rows, None, None] * self.lot_st[rows]
+        order = np.argsort(key, axis=2, kind="stable")
+        for name in ("lot_w", "lot_c", "lot_st", "lot_idx"):
+            arr = getattr(self, name)
+            arr[rows] = np.take_along_axis(arr[rows], order, axis=2)
+
+    def subset(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            name: getattr(self, name)[rows]
+            for name in (
+                "lot_w", "lot_c", "lot_st", "d0", "buy_max", "sell_min", "sell_max",
+                "cash_budget", "class_lo", "class_hi", "st_budget", "mu",
+            )
+        }
+
+
+class BatchSolver:
+    """Solves many accounts of one universe; see the module docstring for the method.
+
+    ``rho`` is the ADMM penalty (weights are O(1), so one value serves every account),
+    ``max_iter`` the ADMM budget before the exact fallback, ``polish_every`` how often the
+    polish is tried.
+    """
+
+    def __init__(
+        self,
+        universe: Universe,
+        rho: float = 0.4,
+        sigma: float = 1e-6,
+        alpha: float = 1.6,
+        max_iter: int = 600,
+        polish_every: int = 25,
+        exact_fallback: bool = True,
+    ) -> None:
+        self.u = universe
+        n = universe.n
+        self.q_mat = 2.0 * universe.risk_aversion * universe.cov
+        t = universe.cost
+        g = universe.class_matrix
+        self.rows = np.vstack([np.concatenate([1 + t, -(1 - t)]), np.hstack([g, -g])])
+        m_full = np.hstack([np.eye(n), -np.eye(n)])
+        p_mat = m_full.T @ self.q_mat @ m_full
+        self.rho, self.sigma, self.alpha = rho, sigma, alpha
+        kkt = p_mat + (sigma + rho) * np.eye(2 * n) + rho * self.rows.T @ self.rows
+        self.k_inv = np.linalg.inv(kkt)
+        self.max_iter = max_iter
+        self.polish_every = polish_every
+        self.exact_fallback = exact_fallback
+
+    # ---------------------------------------------------------------- public
+    def solve(
+        self, problems: list[AccountProblem]
+    ) -> tuple[list[Solution | None], SolveStats]:
+        """Solve every problem; returns one ``Solution`` per problem, in order (``None`` for an
+        account with no feasible trade list). Raises nothing on purpose.
+        """
+        stats = SolveStats()
+        if not problems:
+            return [], stats
+        batch = _Batch(self.u, problems)
+        b_count = len(problems)
+        n = self.n = self.u.n
+        x_final = np.full((b_count, n), np.nan)
+        done = np.zeros(b_count, dtype=bool)
+        v = np.zeros((b_count, 2 * n))
+        w = np.zeros((b_count, 2 * n))
+        yg = np.zeros((b_count, 2 * n))
+        z = np.zeros((b_count, self.rows.shape[0]))
+        yc = np.zeros_like(z)
+        active = np.arange(b_count)
+        it = 0
+        while active.size and it < self.max_iter:
+            data = batch.subset(active)
+            steps = min(self.polish_every, self.max_iter - it)
+            v_a, w_a, yg_a, z_a, yc_a = v[active], w[active], yg[active], z[active], yc[active]
+            mu = data["mu"]
+            for _ in range(steps):
+                v_a, w_a, yg_a, z_a, yc_a, mu = self._admm_step(data, v_a, w_a, yg_a, z_a, yc_a, mu)
+            it += steps
+            v[active], w[active], yg[active], z[active], yc[active] = v_a, w_a, yg_a, z_a, yc_a
+            moved = np.abs(batch.mu[active] - mu) > 0
+            batch.mu[active] = mu
+            batch.sort_lots(active[moved])
+            data = batch.subset(active)
+            x_guess = w_a[:, :n] - w_a[:, n:]
+            ok, x_pol, mu_pol = self._polish(data, x_guess, z_a)
+            x_final[active[ok]] = x_pol[ok]
+            batch.mu[active[ok]] = mu_pol[ok]
+            done[active[ok]] = True
+            active = active[~ok]
+        stats.iterations = it
+        stats.certified = int(done.sum())
+        solutions: list[Solution | None] = []
+        for a, p in enumerate(problems):
+            if done[a]:
+                buys, sells = self._to_lots(batch, a, x_final[a], p)
+                solutions.append(Solution(buys, sells, float(batch.mu[a]), True))
+            else:
+                stats.fallback += 1
+                stats.fallback_ids.append(p.account_id)
+                solutions.append(self._fallback(p))
+        return solutions, stats
+
+    def _fallback(self, p: AccountProblem) -> Solution | None:
+        """The exact solver for an account the fast path could not certify; ``None`` if it is
+        infeasible or the exact solver is not installed."""
+        if not self.exact_fallback:
+            return None
+        try:
+            from offchain.optimizer.reference import ReferenceFailed, solve_reference
+        except ImportError:
+            return None
+        try:
+            buys, sells, _ = solve_reference(self.u, p)
+        except (ReferenceFailed, ImportError):
+            return None
+        return Solution(buys, sells, float("nan"), False)
+
+    # ---------------------------------------------------------------- ADMM
+    def _admm_step(self, d, v, w, yg, z, yc, mu):
+        n, rho, sig, al = self.n, self.rho, self.sigma, self.alpha
+        qd = d["d0"] @ self.q_mat
+        q = np.hstack([qd, -qd])
+        rhs = sig * v - q + rho * w - yg + (rho * z - yc) @ self.rows
+        vt = rhs @ self.k_inv
+        ct = vt @ self.rows.T
+        v_new = al * vt + (1 - al) * v
+        wt = al * vt + (1 - al) * w
+        a = wt + yg / rho
+        w_new = np.empty_like(a)
+        t = self.u.cost
+        w_new[:, :n] = np.clip(a[:, :n] - t / rho, 0.0, d["buy_max"])
+        key = d["lot_c"] + mu[:, None, None] * d["lot_st"]
+        edges = np.cumsum(d["lot_w"], axis=2) - d["lot_w"]
+        seg = np.clip(a[:, n:, None] - key / rho - edges, 0.0, d["lot_w"])
+        y = np.clip(seg.sum(axis=2), d["sell_min"], d["sell_max"])
+        w_new[:, n:] = y
+        yg = yg + rho * (wt - w_new)
+        zt = al * ct + (1 - al) * z
+        lo = np.hstack([np.full((len(z), 1), -np.inf), d["class_lo"]])
+        hi = np.hstack([d["cash_budget"][:, None], d["class_hi"]])
+        z_new = np.clip(zt + yc / rho, lo, hi)
+        yc = yc + rho * (zt - z_new)
+        finite = np.isfinite(d["st_budget"])
+        if finite.any():
+            st = (np.clip(y[:, :, None] - edges, 0.0, d["lot_w"]) * d["lot_st"]).sum(axis=(1, 2))
+            mu = np.where(finite, np.maximum(0.0, mu + rho * (st - np.where(finite, d["st_budget"], 0))), 0.0)
+        return v_new, w_new, yg, z_new, yc, mu
+
+    # ---------------------------------------------------------------- polish
+    def _pieces(self, d):
+        """Knots (B,n,J+1) and per-interval slopes of cost, cash row and short-term row."""
+        t = self.u.cost
+        bsz, n = d["d0"].shape
+        cum = np.cumsum(d["lot_w"], axis=2)
+        # Intervals in x ascending: deepest lot first, ..., first lot, then the buy interval.
+        knots = np.concatenate(
+            [-cum[:, :, ::-1], np.zeros((bsz, n, 1)), d["buy_max"][:, :, None]], axis=2
+        )
+        xlo = -d["sell_max"]
+        xhi = np.where(d["sell_min"] > 0, -d["sell_min"], d["buy_max"])
+        self._raw_knots = knots
+        knots = np.clip(knots, xlo[:, :, None], xhi[:, :, None])
+        slope = np.concatenate([-d["lot_c"][:, :, ::-1], np.broadcast_to(t, (bsz, n))[:, :, None]], 2)
+        n_slots = d["lot_w"].shape[2]
+        cash = np.concatenate(
+            [np.broadcast_to((1 - t)[None, :, None], (bsz, n, n_slots)),
+             np.broadcast_to((1 + t)[None, :, None], (bsz, n, 1))], 2)
+        st = np.concatenate([-d["lot_st"][:, :, ::-1], np.zeros((bsz, n, 1))], 2)
+        return knots, slope, cash, st, xlo, xhi
+
+    def _row_values(self, knots, cash_c, st_c, x):
+        """Cash spent and short-term gain realized, per account, at net trades x."""
+        knots = self._raw_knots
+        seg = np.clip(x[:, :, None], knots[:, :, :-1], knots[:, :, 1:]) - np.clip(
+            0.0, knots[:, :, :-1], knots[:, :, 1:])
+        return (seg * cash_c).sum(axis=(1, 2)), (seg * st_c).sum(axis=(1, 2))
+
+    def _polish(self, d, x_guess, z_guess):
+        """Try to certify each account; returns (ok mask, x, short-term multiplier)."""
+        bsz, n = x_guess.shape
+        g_mat = self.u.class_matrix
+        k = g_mat.shape[0]
+        knots, slope, cash_c, st_c, xlo, xhi = self._pieces(d)
+        length = knots[:, :, 1:] - knots[:, :, :-1]
+        big = np.inf
+        # Initial statuses from ADMM.
+        inside = (x_guess[:, :, None] > knots[:, :, :-1] + _KINK_TOL) & (
+            x_guess[:, :, None] < knots[:, :, 1:] - _KINK_TOL)
+        free = inside.any(axis=2)
+        interval = np.argmax(inside, axis=2)
+        kink_pos = np.abs(x_guess[:, :, None] - knots).argmin(axis=2)
+        fixed_val = np.take_along_axis(knots, kink_pos[:, :, None], 2)[:, :, 0]
+        cash_v, st_v = self._row_values(knots, cash_c, st_c, np.where(free, x_guess, fixed_val))
+        n_rows = 2 + 2 * k
+        rhs_row = np.hstack([d["cash_budget"][:, None], d["st_budget"][:, None],
+                             d["class_hi"], -d["class_lo"]])
+        row_now = np.hstack([cash_v[:, None], st_v[:, None], x_guess @ g_mat.T,
+                             -(x_guess @ g_mat.T)])
+        act = (row_now > rhs_row - 1e-6) & np.isfinite(rhs_row)
+        ok = np.zeros(bsz, dtype=bool)
+        x_out = np.zeros((bsz, n))
+        mu_out = np.zeros(bsz)
+        qd = d["d0"] @ self.q_mat
+        an = np.arange(n)[None, :]
+        for _ in range(12):
+            j = interval
+            s_j = np.take_along_axis(slope, j[:, :, None], 2)[:, :, 0]
+            c_j = np.take_along_axis(cash_c, j[:, :, None], 2)[:, :, 0]
+            e_j = np.take_along_axis(st_c, j[:, :, None], 2)[:, :, 0]
+            k0 = np.take_along_axis(knots, j[:, :, None], 2)[:, :, 0]
+            # Row coefficients (B, rows, n) for free variables; values of fixed ones.
+            coef = np.zeros((bsz, n_rows, n))
+            coef[:, 0] = c_j
+            coef[:, 1] = e_j
+            if k:
+                coef[:, 2:2 + k] = g_mat[None]
+                coef[:, 2 + k:] = -g_mat[None]
+            x_fix = np.where(free, k0, fixed_val)
+            cash0, st0 = self._row_values(knots, cash_c, st_c, x_fix)
+            base = np.hstack([cash0[:, None], st0[:, None], x_fix @ g_mat.T, -(x_fix @ g_mat.T)])
+            coef_free = coef * free[:, None, :]
+            # rows: sum_free coef*(x - x_fix) = rhs - base
+            size = n + n_rows
+            kkt = np.zeros((bsz, size, size))
+            fr = free[:, :, None] & free[:, None, :]
+            kkt[:, :n, :n] = np.where(fr, self.q_mat[None], 0.0)
+            kkt[:, :n, :n][~free] = 0.0
+            kkt[:, an[0], an[0]] = np.where(free, np.diag(self.q_mat)[None], 1.0)
+            kkt[:, :n, n:] = np.swapaxes(coef_free * act[:, :, None], 1, 2)
+            kkt[:, n:, :n] = coef_free * act[:, :, None]
+            kkt[:, n + np.arange(n_rows), n + np.arange(n_rows)] = np.where(act, -1e-14, 1.0)
+            rhs = np.zeros((bsz, size))
+            # Free: Q_FF x_F + Q_FX x_X = -qd - s  (x in absolute terms)
+            qx_fixed = (np.where(free, 0.0, fixed_val)) @ self.q_mat
+            rhs[:, :n] = np.where(free, -qd - s_j - qx_fixed, fixed_val)
+            rhs_rows = rhs_row - base + (coef_free * x_fix[:, None, :]).sum(axis=2)
+            rhs[:, n:] = np.where(act, np.where(np.isfinite(rhs_rows), rhs_rows, 0.0), 0.0)
+            with np.errstate(all="ignore"):
+                try:
+                    sol = np.linalg.solve(kkt, rhs[:, :, None])[:, :, 0]
+                except np.linalg.LinAlgError:
+                    sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(bsz)])
+            x = np.where(free, sol[:, :n], fixed_val)
+            lam = np.where(act, sol[:, n:], 0.0)
+            # Certificate.
+            lo_j = np.take_along_axis(knots, j[:, :, None], 2)[:, :, 0]
+            hi_j = np.take_along_axis(knots, (j + 1)[:, :, None], 2)[:, :, 0]
+            below = free & (x < lo_j - _TOL)
+            above = free & (x > hi_j + _TOL)
+            cash_v, st_v = self._row_values(knots, cash_c, st_c, x)
+            row_v = np.hstack([cash_v[:, None], st_v[:, None], x @ g_mat.T, -(x @ g_mat.T)])
+            viol_row = (row_v > rhs_row + _TOL) & ~act
+            slack_bad = act & ((row_v > rhs_row + _TOL) | (
+                (lam > _DUAL_TOL) & (row_v < rhs_row - _TOL)))
+            neg_lam = act & (lam < -_DUAL_TOL)
+            comb = slope + lam[:, 0, None, None] * cash_c + lam[:, 1, None, None] * st_c
+            grad = (x + d["d0"]) @ self.q_mat
+            if k:
+                grad = grad + (lam[:, 2:2 + k] - lam[:, 2 + k:]) @ g_mat
+            pos = length > 0
+            left_of = pos & (knots[:, :, 1:] <= x[:, :, None] + _TOL)
+            right_of = pos & (knots[:, :, :-1] >= x[:, :, None] - _TOL)
+            left = np.where(left_of, comb, -big).max(axis=2)
+            right = np.where(right_of, comb, big).min(axis=2)
+            comb_j = np.take_along_axis(comb, j[:, :, None], 2)[:, :, 0]
+            station_bad = free & (np.abs(grad + comb_j) > _DUAL_TOL)
+            want_left = ~free & (-grad < left - _DUAL_TOL)
+            want_right = ~free & (-grad > right + _DUAL_TOL)
+            # Lot order must agree with the short-term multiplier found.
+            key = d["lot_c"] + lam[:, 1, None, None] * d["lot_st"]
+            has = d["lot_w"] > 0
+            key_m = np.where(has, key, np.nan)
+            order_bad = np.zeros(bsz, dtype=bool)
+            if np.isfinite(d["st_budget"]).any():
+                diffs = np.diff(key_m, axis=2)
+                order_bad = (np.nan_to_num(diffs, nan=0.0) < -1e-12).any(axis=(1, 2))
+            fail = (below | above | want_left | want_right | station_bad).any(axis=1) | (
+                viol_row | slack_bad | neg_lam).any(axis=1) | ~np.isfinite(x).all(axis=1) | order_bad
+            self.debug = dict(row_v=row_v, rhs=rhs_row, lam=lam, below=below, above=above, wl=want_left, wr=want_right,
+                              st=station_bad, vr=viol_row, sb=slack_bad, nl=neg_lam)
+            newly = ~fail & ~ok
+            x_out[newly] = x[newly]
+            mu_out[newly] = lam[newly, 1]
+            ok |= ~fail
+            if ok.all():
+                break
+            # Active-set update for the failing accounts.
+            upd = ~ok[:, None]
+            new_fixed_lo = below & upd
+            new_fixed_hi = above & upd
+            fixed_val = np.where(new_fixed_lo, lo_j, np.where(new_fixed_hi, hi_j, fixed_val))
+            free = free & ~(new_fixed_lo | new_fixed_hi)
+            pos_idx = np.arange(length.shape[2])[None, None, :]
+            left_int = np.where(left_of, pos_idx, -1).max(axis=2)
+            right_int = np.where(right_of, pos_idx, 10**6).min(axis=2)
+            go_left = want_left & upd & (left_int >= 0)
+            go_right = want_right & upd & (right_int < 10**6)
+            interval = np.where(go_left, left_int, np.where(go_right, right_int, interval))
+            free = free | go_left | go_right
+            act = np.where(upd, (act & ~neg_lam) | viol_row, act)
+        return ok, x_out, mu_out
+
+    # ---------------------------------------------------------------- lots
+    def _to_lots(self, batch: _Batch, a: int, x: np.ndarray, p: AccountProblem):
+        buys = np.clip(x, 0.0, p.buy_max)
+        sold = np.clip(-x, 0.0, None)
+        sells = np.zeros(p.lot_instrument.size)
+        if sells.size:
+            w = batch.lot_w[a]
+            edges = np.cumsum(w, axis=1) - w
+            take = np.clip(sold[:, None] - edges, 0.0, w)
+            idx = batch.lot_idx[a]
+            m = idx >= 0
+            sells[idx[m]] = take[m]
+        return buys, sells
+
+
+def _safe_solve(mat: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(mat, rhs)
+    except np.linalg.LinAlgError:
+        return np.full(rhs.shape, np.nan)
