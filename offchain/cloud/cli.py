@@ -18,7 +18,7 @@ from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
-from offchain.cloud.plan import build_plan
+from offchain.cloud.plan import build_plan, store_plan
 from offchain.cloud.profile import verify_revealed
 from offchain.cloud.store import (
     PROFILE_SCOPE,
@@ -222,7 +222,7 @@ def plan(save: bool, private_key: str | None, passphrase: str | None, investor: 
         vault = _vault(investor, private_key, passphrase, store_url)
         wealth_plan = build_plan(vault.load_profile().profile)
         if save:
-            vault.save_document("plan", wealth_plan.model_dump(mode="json", by_alias=True))
+            store_plan(vault, wealth_plan)
     except LightPoolError as error:
         _fail(error)
     table = Table(title=f"strategic allocation of {wealth_plan.investor}")

@@ -547,3 +547,15 @@ def explain_change(old: WealthPlan, new: WealthPlan, old_profile: Profile,
 
 def _dec(value: float, places: str) -> Decimal:
     return Decimal(str(value)).quantize(Decimal(places))
+
+
+def store_plan(vault: Any, data: WealthPlan | dict[str, Any]) -> int:
+    """Validate ``data`` and store it encrypted as the vault's next plan version.
+
+    Raises :class:`InvalidInput` (nothing written) if the plan is malformed or belongs to
+    another investor. Returns the stored version number.
+    """
+    plan = data if isinstance(data, WealthPlan) else parse_plan(data)
+    if plan.investor != vault.investor:
+        raise InvalidInput("plan.investor", f"the vault owner {vault.investor}", plan.investor)
+    return vault.save_document("plan", plan.model_dump(mode="json", by_alias=True))
