@@ -63,3 +63,42 @@ def test_grant_follows_the_onchain_consent(
         profile_store.open_shared(owner.address, grantee_key, consent=consent)
     with ape.reverts("profileregistry: no consent"):
         profile_registry.revoke_consent(grantee.address, PROFILE_SCOPE, sender=owner)
+
+
+def test_cli_commit_and_verify(profile_registry, accounts, chain, tmp_path, monkeypatch,
+                               profile_data):
+    import json
+
+    from click.testing import CliRunner
+
+    from offchain.cloud.cli import profile
+
+    owner = accounts[21]
+    deployments = tmp_path / "deployments.json"
+    deployments.write_text(json.dumps({
+        "chain_id": chain.chain_id, "genesis_hash": "0x" + "00" * 32, "block": 0,
+        "contracts": {"ProfileRegistry": profile_registry.address}, "tokens": {},
+    }))
+    monkeypatch.setenv("LIGHTPOOL_RPC_URL", chain.provider.uri)
+    monkeypatch.setenv("LIGHTPOOL_DEPLOYMENTS_FILE", str(deployments))
+    monkeypatch.setenv("LIGHTPOOL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LIGHTPOOL_PRIVATE_KEY", "0x" + bytes.fromhex(
+        owner.private_key.removeprefix("0x")).hex())
+    profile_data["investor"] = owner.address
+    source = tmp_path / "profile.json"
+    source.write_text(json.dumps(profile_data))
+    runner = CliRunner()
+    assert runner.invoke(profile, ["new", str(source)]).exit_code == 0
+    result = runner.invoke(profile, ["commit"])
+    assert result.exit_code == 0, result.output
+    assert "on-chain version 1" in result.output
+    revealed = tmp_path / "revealed.json"
+    assert runner.invoke(profile, ["show", "--reveal", str(revealed)]).exit_code == 0
+    result = runner.invoke(profile, ["verify", str(revealed), "--investor", owner.address])
+    assert result.exit_code == 0, result.output
+    assert "verified" in result.output
+    body = json.loads(revealed.read_text())
+    body["salt"] = "0x" + "11" * 32
+    revealed.write_text(json.dumps(body))
+    result = runner.invoke(profile, ["verify", str(revealed), "--investor", owner.address])
+    assert result.exit_code != 0 and "on-chain commitment" in result.output
