@@ -23,8 +23,8 @@ from offchain.optimizer.inputs import (
 )
 from offchain.optimizer.problem import (
     AccountProblem,
+    ProblemBuilder,
     Universe,
-    build_account,
     build_universe,
     objective,
     violations,
@@ -96,6 +96,7 @@ def run_engine(
     errors: list[AccountError] = []
     problems: list[AccountProblem] = []
     inputs: dict[str, tuple[Account, Customizations]] = {}
+    builder = ProblemBuilder(universe, model, market, trades, as_of)
     for account in accounts:
         custom = customs.get(account.account_id, Customizations())
         if account.account_id in inputs:
@@ -103,7 +104,7 @@ def run_engine(
                 account_id=account.account_id, field="account_id", reason="duplicate account id"))
             continue
         try:
-            problem = build_account(universe, model, market, account, custom, trades, as_of)
+            problem = builder.build(account, custom)
             _check_feasible(universe, problem)
         except InvalidInput as exc:
             errors.append(AccountError(account_id=account.account_id, field=exc.field,
@@ -115,24 +116,18 @@ def run_engine(
     solutions, stats = solver.solve(problems)
     # Wash sales: a group whose losses are worth harvesting and that the first pass did not buy
     # is not bought today, so its losses count.
-    groups = {i.symbol: i.wash_group or i.symbol for i in model.instruments}
+    group_names = [builder.group_names[g] for g in builder.group_of]
     second: list[int] = []
     second_problems: list[AccountProblem] = []
     for k, (problem, sol) in enumerate(zip(problems, solutions, strict=True)):
         if sol is None or not problem.harvestable_groups:
             continue
-        bought = {groups[universe.symbols[i]] for i in np.flatnonzero(sol.buys > 1e-12)}
+        bought = {group_names[i] for i in np.flatnonzero(sol.buys > 1e-12)}
         harvest = frozenset(problem.harvestable_groups - bought)
         if not harvest:
             continue
-        account, custom = inputs[problem.account_id]
-        again = build_account(universe, model, market, account, custom, trades, as_of, harvest)
-        again.notes.append(
-            "wash sales: not buying " + ", ".join(sorted(harvest)) + " today so that its losses"
-            " can be harvested"
-        )
         second.append(k)
-        second_problems.append(again)
+        second_problems.append(builder.with_harvest(problem, harvest))
     if second_problems:
         solutions2, stats2 = solver.solve(second_problems)
         stats.iterations += stats2.iterations

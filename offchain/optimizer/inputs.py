@@ -186,7 +186,7 @@ class TaxSettings(_Frozen):
     long_term_rate: float = Field(default=0.20, ge=0, le=1)
     short_term_gain_budget: Decimal | None = None
     loss_harvest_threshold: float = Field(default=0.05, ge=0, le=1)
-    defer_short_term_days: int = Field(default=31, ge=0)
+    defer_short_term_days: int = Field(default=31, ge=0, le=365)
 
 
 class Customizations(_Frozen):

@@ -18,7 +18,7 @@ the rule here is: a loss counts as a benefit only if nothing of its wash group c
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -86,6 +86,8 @@ class AccountProblem:
     lot_ids: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
     harvestable_groups: frozenset[str] = frozenset()
+    lot_full_tax: np.ndarray = field(default_factory=lambda: np.zeros(0))  # loss always counted
+    lot_full_st: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def build_universe(model: ModelPortfolio, market: MarketData) -> Universe:
@@ -193,228 +195,272 @@ def build_account(
     as_of: dt.date,
     harvest_groups: frozenset[str] = frozenset(),
 ) -> AccountProblem:
-    """The numeric problem of one account.
+    """The numeric problem of one account (see ``ProblemBuilder.build``; same errors)."""
+    builder = ProblemBuilder(universe, model, market, household_trades, as_of)
+    problem = builder.build(account, custom)
+    return builder.with_harvest(problem, harvest_groups) if harvest_groups else problem
 
-    ``harvest_groups`` are wash groups whose purchases the engine gives up today so that their
-    losses can be harvested. Raises ``AccountDataError`` (an ``InvalidInput``) for bad data:
-    unknown instrument, stale price of a holding, negative quantity or cash, lots that do not add
-    up to the stated holdings, a non-positive account value.
-    """
-    index = {s: i for i, s in enumerate(universe.symbols)}
-    instruments = {i.symbol: i for i in model.instruments}
-    n = universe.n
-    notes: list[str] = []
 
-    if account.cash < 0:
-        raise AccountDataError("cash", "cash >= 0", account.cash)
-    for name, amount in (("withdrawal", custom.withdrawal), ("min_cash", custom.min_cash)):
-        if amount < 0:
-            raise AccountDataError(name, "an amount >= 0", amount)
-    units = np.zeros(n)
-    unit_sums: dict[str, Decimal] = {}
-    for k, lot in enumerate(account.lots):
-        where = f"lots[{k}]"
-        if lot.symbol not in index:
-            raise AccountDataError(f"{where}.symbol", "an instrument of the model", lot.symbol)
-        if lot.quantity < 0:
-            raise AccountDataError(f"{where}.quantity", "a quantity >= 0", lot.quantity)
-        if lot.cost_basis < 0:
-            raise AccountDataError(f"{where}.cost_basis", "a cost basis >= 0", lot.cost_basis)
-        if lot.acquired > as_of:
-            raise AccountDataError(f"{where}.acquired", f"a date <= {as_of}", lot.acquired)
-        if lot.symbol in universe.stale and lot.quantity > 0:
-            raise AccountDataError(
-                f"prices[{lot.symbol}]", "a fresh price for a held instrument", "stale or missing"
+def _last_day_with(as_of: dt.date, test) -> dt.date:
+    """The latest acquisition date d near one year before ``as_of`` with ``test(d)`` true."""
+    day = as_of - dt.timedelta(days=360)
+    while not test(day):
+        day -= dt.timedelta(days=1)
+    while test(day + dt.timedelta(days=1)):
+        day += dt.timedelta(days=1)
+    return day
+
+
+class ProblemBuilder:
+    """Builds account problems for one model, market and date, caching what accounts share
+    (instrument indexes, wash groups, screens, the household trade windows)."""
+
+    def __init__(
+        self,
+        universe: Universe,
+        model: ModelPortfolio,
+        market: MarketData,
+        household_trades: list[HouseholdTrade],
+        as_of: dt.date,
+    ) -> None:
+        self.u = universe
+        self.model = model
+        self.market = market
+        self.as_of = as_of
+        self.index = {s: i for i, s in enumerate(universe.symbols)}
+        self.instruments = {i.symbol: i for i in model.instruments}
+        groups = [self.instruments[s].wash_group or s for s in universe.symbols]
+        self.group_names = sorted(set(groups))
+        gid = {g: k for k, g in enumerate(self.group_names)}
+        self.group_of = np.array([gid[g] for g in groups], dtype=np.int64)
+        self.by_household: dict[str, list[HouseholdTrade]] = {}
+        for trade in household_trades:
+            self.by_household.setdefault(trade.household_id, []).append(trade)
+        self._windows: dict[str, tuple[set[str], set[str]]] = {}
+        self._screens: dict[tuple, frozenset[str]] = {}
+        self.ordinal = as_of.toordinal()
+        # Acquired on or before this date -> long-term today.
+        self.long_cutoff = _last_day_with(as_of, lambda d: as_of > one_year_after(d)).toordinal()
+        self._defer: dict[int, int] = {}
+        self.base_approved = (
+            set(model.approved) if model.approved is not None else set(model.security_weights)
+        )
+        self.model_target = np.zeros(universe.n)
+        for sym, weight in model.security_weights.items():
+            self.model_target[self.index[sym]] += float(weight)
+        self.capacity = np.full(universe.n, np.inf)
+        for sym, cap in market.capacity.items():
+            if sym in self.index:
+                self.capacity[self.index[sym]] = float(cap)
+
+    def _defer_cutoff(self, days: int) -> int:
+        """Lots acquired on or before this ordinal turn long-term within ``days`` days."""
+        if days not in self._defer:
+            as_of = self.as_of
+            self._defer[days] = _last_day_with(
+                as_of, lambda d: days_to_long_term(d, as_of) <= days
+            ).toordinal()
+        return self._defer[days]
+
+    def _screened(self, screens: tuple) -> frozenset[str]:
+        if screens not in self._screens:
+            self._screens[screens] = frozenset(
+                s for s in self.u.symbols
+                if not all(sc.passes(self.instruments[s]) for sc in screens)
             )
-        unit_sums[lot.symbol] = unit_sums.get(lot.symbol, Decimal(0)) + lot.quantity
-    if len({lot.lot_id for lot in account.lots}) != len(account.lots):
-        raise AccountDataError("lots", "unique lot ids", [lot.lot_id for lot in account.lots])
-    if account.holdings is not None:
-        for sym in set(account.holdings) | set(unit_sums):
-            held = account.holdings.get(sym, Decimal(0))
-            if held < 0:
-                raise AccountDataError(f"holdings[{sym}]", "a quantity >= 0", held)
-            if held != unit_sums.get(sym, Decimal(0)):
-                raise AccountDataError(
-                    f"holdings[{sym}]",
-                    f"the sum of its lots ({unit_sums.get(sym, Decimal(0))})",
-                    held,
-                )
-    for sym in (*custom.substitutions.keys(), *custom.substitutions.values()):
-        if sym not in index:
-            raise AccountDataError(f"substitutions[{sym}]", "an instrument of the model", sym)
+        return self._screens[screens]
 
-    prices = universe.prices
-    for lot in account.lots:
-        units[index[lot.symbol]] += float(lot.quantity)
-    held_value = np.where(units > 0, units * np.nan_to_num(prices), 0.0)
-    total = float(account.cash) + float(held_value.sum())
-    value = total - float(custom.withdrawal)
-    if value <= 0:
-        raise AccountDataError("withdrawal", f"less than the account value {total:.2f}", custom.withdrawal)
-    holding = held_value / value
+    def build(self, account: Account, custom: Customizations) -> AccountProblem:
+        """The numeric problem of one account.
 
-    # Model weights for this account: substitutions move a weight, screens drop it.
-    target = np.zeros(n)
-    for sym, weight in model.security_weights.items():
-        target[index[custom.substitutions.get(sym, sym)]] += float(weight)
-    screened = {
-        s for s in universe.symbols if not all(sc.passes(instruments[s]) for sc in custom.screens)
-    }
-    for sym in sorted(screened):
-        i = index[sym]
-        if target[i] > 0:
-            peers = [
-                index[s]
-                for s in universe.symbols
-                if instruments[s].asset_class == instruments[sym].asset_class
-                and s not in screened
-                and target[index[s]] > 0
-            ]
-            if peers:
-                share = target[peers] / target[peers].sum()
-                target[peers] += target[i] * share
-            notes.append(f"{sym} screened out; its model weight goes to its asset-class peers")
-            target[i] = 0.0
+        Raises ``AccountDataError`` (an ``InvalidInput``) for bad data: unknown instrument,
+        stale price of a holding, negative quantity, cash or cost basis, a lot dated after
+        ``as_of``, lots that do not add up to the stated holdings, a withdrawal larger than the
+        account.
+        """
+        u, index, as_of = self.u, self.index, self.as_of
+        n = u.n
+        notes: list[str] = []
+        if account.cash < 0:
+            raise AccountDataError("cash", "cash >= 0", account.cash)
+        for name, amount in (("withdrawal", custom.withdrawal), ("min_cash", custom.min_cash)):
+            if amount < 0:
+                raise AccountDataError(name, "an amount >= 0", amount)
+        lots = account.lots
+        for k, lot in enumerate(lots):
+            if lot.symbol not in index:
+                raise AccountDataError(f"lots[{k}].symbol", "an instrument of the model",
+                                       lot.symbol)
+            if lot.quantity < 0:
+                raise AccountDataError(f"lots[{k}].quantity", "a quantity >= 0", lot.quantity)
+            if lot.cost_basis < 0:
+                raise AccountDataError(f"lots[{k}].cost_basis", "a cost basis >= 0",
+                                       lot.cost_basis)
+            if lot.acquired > as_of:
+                raise AccountDataError(f"lots[{k}].acquired", f"a date <= {as_of}", lot.acquired)
+            if lot.symbol in u.stale and lot.quantity > 0:
+                raise AccountDataError(f"prices[{lot.symbol}]",
+                                       "a fresh price for a held instrument", "stale or missing")
+        if len({lot.lot_id for lot in lots}) != len(lots):
+            raise AccountDataError("lots", "unique lot ids", [lot.lot_id for lot in lots])
+        if account.holdings is not None:
+            unit_sums: dict[str, Decimal] = {}
+            for lot in lots:
+                unit_sums[lot.symbol] = unit_sums.get(lot.symbol, Decimal(0)) + lot.quantity
+            for sym in set(account.holdings) | set(unit_sums):
+                held = account.holdings.get(sym, Decimal(0))
+                if held < 0:
+                    raise AccountDataError(f"holdings[{sym}]", "a quantity >= 0", held)
+                if held != unit_sums.get(sym, Decimal(0)):
+                    raise AccountDataError(
+                        f"holdings[{sym}]",
+                        f"the sum of its lots ({unit_sums.get(sym, Decimal(0))})", held)
+        for sym in (*custom.substitutions.keys(), *custom.substitutions.values()):
+            if sym not in index:
+                raise AccountDataError(f"substitutions[{sym}]", "an instrument of the model", sym)
 
-    approved = set(model.approved) if model.approved is not None else set(model.security_weights)
-    approved |= set(custom.substitutions.values())
-    approved -= set(custom.substitutions.keys())
-    no_buy_wash, no_loss_wash = wash_windows(household_trades, account.household_id, as_of)
-    for lot in account.lots:
-        if 0 <= (as_of - lot.acquired).days <= WASH_SALE_DAYS:
-            no_loss_wash.add(lot.symbol)
+        lots = tuple(lot for lot in lots if lot.quantity > 0)
+        inst = np.array([index[lot.symbol] for lot in lots], dtype=np.int64)
+        qty = np.array([float(lot.quantity) for lot in lots])
+        basis = np.array([float(lot.cost_basis) for lot in lots])
+        acquired = np.array([lot.acquired.toordinal() for lot in lots], dtype=np.int64)
+        price = u.prices[inst] if lots else np.zeros(0)
+        lot_value = qty * price
+        held_value = np.bincount(inst, weights=lot_value, minlength=n)
+        total = float(account.cash) + float(held_value.sum())
+        value = total - float(custom.withdrawal)
+        if value <= 0:
+            raise AccountDataError("withdrawal", f"less than the account value {total:.2f}",
+                                   custom.withdrawal)
+        holding = held_value / value
 
-    def group(sym: str) -> str:
-        return instruments[sym].wash_group or sym
+        # Model weights for this account: substitutions move a weight, screens drop it.
+        target = self.model_target.copy()
+        for x_sym, y_sym in custom.substitutions.items():
+            target[index[y_sym]] += target[index[x_sym]]
+            target[index[x_sym]] = 0.0
+        screened = self._screened(custom.screens)
+        classes = [self.instruments[s].asset_class for s in u.symbols]
+        for sym in sorted(screened):
+            i = index[sym]
+            if target[i] > 0:
+                peers = [j for j, s in enumerate(u.symbols) if classes[j] == classes[i]
+                         and s not in screened and target[j] > 0]
+                if peers:
+                    target[peers] += target[i] * target[peers] / target[peers].sum()
+                notes.append(f"{sym} screened out; its model weight goes to its asset-class peers")
+                target[i] = 0.0
 
-    no_buy_groups = {group(s) for s in no_buy_wash if s in instruments}
-    no_loss_groups = {group(s) for s in no_loss_wash if s in instruments}
+        approved = (self.base_approved | set(custom.substitutions.values())) - set(
+            custom.substitutions)
+        no_buy_wash, no_loss_wash = self._household_windows(account.household_id)
+        no_loss_wash = set(no_loss_wash)
+        recent = acquired >= self.ordinal - WASH_SALE_DAYS
+        for k in np.flatnonzero(recent):
+            no_loss_wash.add(lots[k].symbol)
+        no_buy_groups = {self.group_of[index[s]] for s in no_buy_wash if s in index}
+        no_loss_groups = {self.group_of[index[s]] for s in no_loss_wash if s in index}
 
-    max_w = float(model.max_position_weight)
-    buy_max = np.zeros(n)
-    for sym, i in index.items():
-        reason = None
-        if sym not in approved:
-            reason = "not approved"
-        elif sym in custom.never_buy:
-            reason = "never-buy"
-        elif sym in screened:
-            reason = "screened"
-        elif sym in universe.stale:
-            reason = "stale price"
-            notes.append(f"{sym} not bought: its price is stale")
-        elif group(sym) in no_buy_groups:
-            reason = "wash sale"
-            notes.append(f"{sym} not bought: a household loss sale of its group within 30 days")
-        elif group(sym) in harvest_groups:
-            reason = "harvest"
-        if reason is None:
-            room = max(0.0, max_w - holding[i])
-            cap = market.capacity.get(sym)
-            if cap is not None:
-                room = min(room, float(cap) / value)
-            buy_max[i] = room
+        max_w = float(self.model.max_position_weight)
+        buy_max = np.zeros(n)
+        for sym, i in index.items():
+            if sym not in approved or sym in custom.never_buy or sym in screened:
+                continue
+            if sym in u.stale:
+                notes.append(f"{sym} not bought: its price is stale")
+                continue
+            if self.group_of[i] in no_buy_groups:
+                notes.append(f"{sym} not bought: a household loss sale of its group within "
+                             f"{WASH_SALE_DAYS} days")
+                continue
+            buy_max[i] = min(max(0.0, max_w - holding[i]), self.capacity[i] / value)
 
-    # Lots: what may be sold and at what tax.
-    tax = custom.tax
-    lot_instrument, lot_weight, lot_held, lot_tax, lot_gain = [], [], [], [], []
-    lot_short, lot_st, lot_ids = [], [], []
-    harvestable: set[str] = set()
-    for lot in account.lots:
-        i = index[lot.symbol]
-        if lot.quantity == 0:
-            continue
-        price = prices[i]
-        weight = float(lot.quantity) * price / value
-        gain = 1.0 - float(lot.cost_basis) / price
-        short = not is_long_term(lot.acquired, as_of)
-        rate = tax.short_term_rate if short else tax.long_term_rate
-        sellable = weight
-        if lot.symbol in custom.never_sell:
-            sellable = 0.0
-        elif (
-            short
-            and gain > 0
-            and days_to_long_term(lot.acquired, as_of) <= tax.defer_short_term_days
-        ):
-            sellable = 0.0
-        elif gain < 0 and group(lot.symbol) in no_loss_groups:
-            sellable = 0.0
-        tax_per = rate * gain
-        st_gain = gain if short else 0.0
-        if gain < 0:
-            group_buyable = any(
-                buy_max[index[s]] > 0 for s in universe.symbols if group(s) == group(lot.symbol)
-            )
-            if -gain < tax.loss_harvest_threshold:
-                tax_per = 0.0
-            elif sellable > 0:
-                harvestable.add(group(lot.symbol))
-                if group_buyable:
-                    tax_per = 0.0
-                    st_gain = 0.0
-        lot_instrument.append(i)
-        lot_weight.append(sellable)
-        lot_held.append(weight)
-        lot_tax.append(tax_per)
-        lot_gain.append(gain)
-        lot_short.append(short)
-        lot_st.append(st_gain)
-        lot_ids.append(lot.lot_id)
-    lot_instrument_a = np.array(lot_instrument, dtype=np.int64)
-    lot_weight_a = np.array(lot_weight, dtype=float)
-    sellable_by = np.bincount(lot_instrument_a, weights=lot_weight_a, minlength=n)
-    sell_max = sellable_by.copy()
-    for sym, cap in market.capacity.items():
-        if sym in index:
-            sell_max[index[sym]] = min(sell_max[index[sym]], float(cap) / value)
-    sell_min = np.zeros(n)
-    for sym, i in index.items():
-        excess = holding[i] - max_w
-        if excess > 0:
-            if excess > sell_max[i]:
-                notes.append(
-                    f"{sym} stays above the {max_w:.0%} position limit: restrictions or capacity "
-                    "allow selling only part of it"
-                )
-                excess = sell_max[i]
-            sell_min[i] = excess
+        # Lots: what may be sold and at what tax.
+        tax = custom.tax
+        gain = 1.0 - basis / price if lots else np.zeros(0)
+        short = acquired > self.long_cutoff
+        rate = np.where(short, tax.short_term_rate, tax.long_term_rate)
+        sellable = lot_value / value
+        never_sell = np.array([lot.symbol in custom.never_sell for lot in lots], dtype=bool)
+        deferred = short & (gain > 0) & (acquired <= self._defer_cutoff(tax.defer_short_term_days))
+        lot_group = self.group_of[inst]
+        wash_locked = (gain < 0) & np.isin(lot_group, list(no_loss_groups))
+        sellable = np.where(never_sell | deferred | wash_locked, 0.0, sellable)
+        full_tax = rate * gain
+        harvestable = (gain < 0) & (-gain >= tax.loss_harvest_threshold) & (sellable > 0)
+        small_loss = (gain < 0) & ~harvestable
+        full_tax = np.where(small_loss & (-gain < tax.loss_harvest_threshold), 0.0, full_tax)
+        st_full = np.where(short, gain, 0.0)
+        group_buyable = np.bincount(self.group_of, weights=buy_max > 0,
+                                    minlength=len(self.group_names)) > 0
+        counted = ~harvestable | ~group_buyable[lot_group]
+        sell_max = np.minimum(np.bincount(inst, weights=sellable, minlength=n),
+                              self.capacity / value)
+        sell_min = np.zeros(n)
+        excess = holding - max_w
+        for i in np.flatnonzero(excess > 0):
+            if excess[i] > sell_max[i]:
+                notes.append(f"{u.symbols[i]} stays above the {max_w:.0%} position limit: "
+                             "restrictions or capacity allow selling only part of it")
+            sell_min[i] = min(excess[i], sell_max[i])
 
-    cash_w = float(account.cash) / value
-    cash_budget = cash_w - float(custom.withdrawal) / value - float(custom.min_cash) / value
-    cls_now = universe.class_matrix @ holding
-    st_budget = (
-        float(tax.short_term_gain_budget) / value
-        if tax.short_term_gain_budget is not None
-        else float("inf")
-    )
-    if st_budget < 0:
-        raise AccountDataError("tax.short_term_gain_budget", "an amount >= 0", st_budget)
-    return AccountProblem(
-        account_id=account.account_id,
-        value=value,
-        holding=holding,
-        model=target,
-        cash=cash_w,
-        cash_budget=cash_budget,
-        buy_max=buy_max,
-        sell_min=sell_min,
-        sell_max=sell_max,
-        class_lo=universe.class_lo - cls_now,
-        class_hi=universe.class_hi - cls_now,
-        st_budget=st_budget,
-        lot_instrument=lot_instrument_a,
-        lot_weight=lot_weight_a,
-        lot_held=np.array(lot_held, dtype=float),
-        lot_tax=np.array(lot_tax, dtype=float),
-        lot_gain=np.array(lot_gain, dtype=float),
-        lot_short=np.array(lot_short, dtype=bool),
-        lot_st_gain=np.array(lot_st, dtype=float),
-        lot_ids=tuple(lot_ids),
-        notes=notes,
-        harvestable_groups=frozenset(harvestable),
-    )
+        cash_w = float(account.cash) / value
+        cash_budget = cash_w - float(custom.withdrawal) / value - float(custom.min_cash) / value
+        cls_now = u.class_matrix @ holding
+        st_budget = float("inf")
+        if tax.short_term_gain_budget is not None:
+            if tax.short_term_gain_budget < 0:
+                raise AccountDataError("tax.short_term_gain_budget", "an amount >= 0",
+                                       tax.short_term_gain_budget)
+            st_budget = float(tax.short_term_gain_budget) / value
+        problem = AccountProblem(
+            account_id=account.account_id,
+            value=value,
+            holding=holding,
+            model=target,
+            cash=cash_w,
+            cash_budget=cash_budget,
+            buy_max=buy_max,
+            sell_min=sell_min,
+            sell_max=sell_max,
+            class_lo=u.class_lo - cls_now,
+            class_hi=u.class_hi - cls_now,
+            st_budget=st_budget,
+            lot_instrument=inst,
+            lot_weight=sellable,
+            lot_held=lot_value / value,
+            lot_tax=np.where(counted, full_tax, 0.0),
+            lot_gain=gain,
+            lot_short=short,
+            lot_st_gain=np.where(counted, st_full, 0.0),
+            lot_ids=tuple(lot.lot_id for lot in lots),
+            notes=notes,
+            harvestable_groups=frozenset(
+                self.group_names[g] for g in np.unique(lot_group[harvestable])),
+        )
+        problem.lot_full_tax = full_tax
+        problem.lot_full_st = st_full
+        return problem
+
+    def _household_windows(self, household_id: str) -> tuple[set[str], set[str]]:
+        if household_id not in self._windows:
+            self._windows[household_id] = wash_windows(
+                self.by_household.get(household_id, []), household_id, self.as_of)
+        return self._windows[household_id]
+
+    def with_harvest(self, p: AccountProblem, groups: frozenset[str]) -> AccountProblem:
+        """``p`` with the purchases of wash ``groups`` given up so that their losses count."""
+        gid = np.array([self.group_names.index(g) for g in groups], dtype=np.int64)
+        locked = np.isin(self.group_of, gid)
+        in_group = np.isin(self.group_of[p.lot_instrument], gid)
+        return replace(
+            p,
+            buy_max=np.where(locked, 0.0, p.buy_max),
+            lot_tax=np.where(in_group, p.lot_full_tax, p.lot_tax),
+            lot_st_gain=np.where(in_group, p.lot_full_st, p.lot_st_gain),
+            notes=[*p.notes, "wash sales: not buying " + ", ".join(sorted(groups))
+                   + " today so that its losses can be harvested"],
+        )
 
 
 def objective(universe: Universe, p: AccountProblem, buys: np.ndarray, sells: np.ndarray) -> float:
@@ -462,6 +508,7 @@ __all__ = [
     "AccountProblem",
     "StaleData",
     "Universe",
+    "ProblemBuilder",
     "build_account",
     "build_universe",
     "days_to_long_term",

@@ -251,156 +251,168 @@ class BatchSolver:
 
     # ---------------------------------------------------------------- polish
     def _pieces(self, d):
-        """Knots (B,n,J+1) and per-interval slopes of cost, cash row and short-term row."""
+        """Per account and instrument, the net trade ``x`` as a piecewise-linear function.
+
+        Returns raw knots (B, n, J+1) ascending in x (deepest lot sold first ... first lot, 0,
+        most that may be bought), the same knots clipped to the domain, and per interval the
+        slopes of the cost, of the cash row and of the short-term gains row.
+        """
         t = self.u.cost
         bsz, n = d["d0"].shape
         cum = np.cumsum(d["lot_w"], axis=2)
-        # Intervals in x ascending: deepest lot first, ..., first lot, then the buy interval.
-        knots = np.concatenate(
+        raw = np.concatenate(
             [-cum[:, :, ::-1], np.zeros((bsz, n, 1)), d["buy_max"][:, :, None]], axis=2
         )
         xlo = -d["sell_max"]
         xhi = np.where(d["sell_min"] > 0, -d["sell_min"], d["buy_max"])
-        self._raw_knots = knots
-        knots = np.clip(knots, xlo[:, :, None], xhi[:, :, None])
-        slope = np.concatenate([-d["lot_c"][:, :, ::-1], np.broadcast_to(t, (bsz, n))[:, :, None]], 2)
+        knots = np.clip(raw, xlo[:, :, None], xhi[:, :, None])
         n_slots = d["lot_w"].shape[2]
+        slope = np.concatenate(
+            [-d["lot_c"][:, :, ::-1], np.broadcast_to(t[None, :, None], (bsz, n, 1))], 2)
         cash = np.concatenate(
             [np.broadcast_to((1 - t)[None, :, None], (bsz, n, n_slots)),
              np.broadcast_to((1 + t)[None, :, None], (bsz, n, 1))], 2)
         st = np.concatenate([-d["lot_st"][:, :, ::-1], np.zeros((bsz, n, 1))], 2)
-        return knots, slope, cash, st, xlo, xhi
+        return raw, knots, slope, cash, st
 
-    def _row_values(self, knots, cash_c, st_c, x):
+    @staticmethod
+    def _row_values(raw, cash_c, st_c, x):
         """Cash spent and short-term gain realized, per account, at net trades x."""
-        knots = self._raw_knots
-        seg = np.clip(x[:, :, None], knots[:, :, :-1], knots[:, :, 1:]) - np.clip(
-            0.0, knots[:, :, :-1], knots[:, :, 1:])
+        lo, hi = raw[:, :, :-1], raw[:, :, 1:]
+        seg = np.clip(x[:, :, None], lo, hi) - np.clip(0.0, lo, hi)
         return (seg * cash_c).sum(axis=(1, 2)), (seg * st_c).sum(axis=(1, 2))
 
     def _polish(self, d, x_guess, z_guess):
-        """Try to certify each account; returns (ok mask, x, short-term multiplier)."""
+        """Try to certify each account; returns (ok mask, x, short-term multiplier).
+
+        Statuses (free in an interval, or fixed on a knot; rows active or not) start from the
+        ADMM point; each round solves the KKT system of the failing accounts and repairs the
+        statuses that broke the certificate.
+        """
         bsz, n = x_guess.shape
         g_mat = self.u.class_matrix
         k = g_mat.shape[0]
-        knots, slope, cash_c, st_c, xlo, xhi = self._pieces(d)
-        length = knots[:, :, 1:] - knots[:, :, :-1]
-        big = np.inf
-        # Initial statuses from ADMM.
+        n_rows = 2 + 2 * k
+        raw, knots, slope, cash_c, st_c = self._pieces(d)
         inside = (x_guess[:, :, None] > knots[:, :, :-1] + _KINK_TOL) & (
             x_guess[:, :, None] < knots[:, :, 1:] - _KINK_TOL)
         free = inside.any(axis=2)
         interval = np.argmax(inside, axis=2)
         kink_pos = np.abs(x_guess[:, :, None] - knots).argmin(axis=2)
         fixed_val = np.take_along_axis(knots, kink_pos[:, :, None], 2)[:, :, 0]
-        cash_v, st_v = self._row_values(knots, cash_c, st_c, np.where(free, x_guess, fixed_val))
-        n_rows = 2 + 2 * k
+        x0 = np.where(free, x_guess, fixed_val)
+        cash_v, st_v = self._row_values(raw, cash_c, st_c, x0)
         rhs_row = np.hstack([d["cash_budget"][:, None], d["st_budget"][:, None],
                              d["class_hi"], -d["class_lo"]])
-        row_now = np.hstack([cash_v[:, None], st_v[:, None], x_guess @ g_mat.T,
-                             -(x_guess @ g_mat.T)])
+        gx = x0 @ g_mat.T
+        row_now = np.hstack([cash_v[:, None], st_v[:, None], gx, -gx])
         act = (row_now > rhs_row - 1e-6) & np.isfinite(rhs_row)
         ok = np.zeros(bsz, dtype=bool)
         x_out = np.zeros((bsz, n))
         mu_out = np.zeros(bsz)
-        qd = d["d0"] @ self.q_mat
-        an = np.arange(n)[None, :]
-        for _ in range(12):
-            j = interval
-            s_j = np.take_along_axis(slope, j[:, :, None], 2)[:, :, 0]
-            c_j = np.take_along_axis(cash_c, j[:, :, None], 2)[:, :, 0]
-            e_j = np.take_along_axis(st_c, j[:, :, None], 2)[:, :, 0]
-            k0 = np.take_along_axis(knots, j[:, :, None], 2)[:, :, 0]
-            # Row coefficients (B, rows, n) for free variables; values of fixed ones.
-            coef = np.zeros((bsz, n_rows, n))
+        qd_all = d["d0"] @ self.q_mat
+        diag_q = np.diag(self.q_mat)
+        has_st = np.isfinite(d["st_budget"])
+        todo = np.arange(bsz)
+        for _ in range(10):
+            r = todo
+            if r.size == 0:
+                break
+            m = r.size
+            kn, rw, sl, cc, sc = knots[r], raw[r], slope[r], cash_c[r], st_c[r]
+            fr, iv, fv, ac = free[r], interval[r], fixed_val[r], act[r]
+            j3 = iv[:, :, None]
+            s_j = np.take_along_axis(sl, j3, 2)[:, :, 0]
+            c_j = np.take_along_axis(cc, j3, 2)[:, :, 0]
+            e_j = np.take_along_axis(sc, j3, 2)[:, :, 0]
+            lo_j = np.take_along_axis(kn, j3, 2)[:, :, 0]
+            hi_j = np.take_along_axis(kn, j3 + 1, 2)[:, :, 0]
+            coef = np.zeros((m, n_rows, n))
             coef[:, 0] = c_j
             coef[:, 1] = e_j
             if k:
                 coef[:, 2:2 + k] = g_mat[None]
                 coef[:, 2 + k:] = -g_mat[None]
-            x_fix = np.where(free, k0, fixed_val)
-            cash0, st0 = self._row_values(knots, cash_c, st_c, x_fix)
-            base = np.hstack([cash0[:, None], st0[:, None], x_fix @ g_mat.T, -(x_fix @ g_mat.T)])
-            coef_free = coef * free[:, None, :]
-            # rows: sum_free coef*(x - x_fix) = rhs - base
+            x_fix = np.where(fr, lo_j, fv)
+            cash0, st0 = self._row_values(rw, cc, sc, x_fix)
+            gx = x_fix @ g_mat.T
+            base = np.hstack([cash0[:, None], st0[:, None], gx, -gx])
+            coef_free = coef * fr[:, None, :]
             size = n + n_rows
-            kkt = np.zeros((bsz, size, size))
-            fr = free[:, :, None] & free[:, None, :]
-            kkt[:, :n, :n] = np.where(fr, self.q_mat[None], 0.0)
-            kkt[:, :n, :n][~free] = 0.0
-            kkt[:, an[0], an[0]] = np.where(free, np.diag(self.q_mat)[None], 1.0)
-            kkt[:, :n, n:] = np.swapaxes(coef_free * act[:, :, None], 1, 2)
-            kkt[:, n:, :n] = coef_free * act[:, :, None]
-            kkt[:, n + np.arange(n_rows), n + np.arange(n_rows)] = np.where(act, -1e-14, 1.0)
-            rhs = np.zeros((bsz, size))
-            # Free: Q_FF x_F + Q_FX x_X = -qd - s  (x in absolute terms)
-            qx_fixed = (np.where(free, 0.0, fixed_val)) @ self.q_mat
-            rhs[:, :n] = np.where(free, -qd - s_j - qx_fixed, fixed_val)
-            rhs_rows = rhs_row - base + (coef_free * x_fix[:, None, :]).sum(axis=2)
-            rhs[:, n:] = np.where(act, np.where(np.isfinite(rhs_rows), rhs_rows, 0.0), 0.0)
+            kkt = np.zeros((m, size, size))
+            both = fr[:, :, None] & fr[:, None, :]
+            kkt[:, :n, :n] = np.where(both, self.q_mat[None], 0.0)
+            idx = np.arange(n)
+            kkt[:, idx, idx] = np.where(fr, diag_q[None], 1.0)
+            rows_on = coef_free * ac[:, :, None]
+            kkt[:, :n, n:] = np.swapaxes(rows_on, 1, 2)
+            kkt[:, n:, :n] = rows_on
+            ridx = n + np.arange(n_rows)
+            kkt[:, ridx, ridx] = np.where(ac, -1e-14, 1.0)
+            rhs = np.zeros((m, size))
+            qx_fixed = np.where(fr, 0.0, fv) @ self.q_mat
+            rhs[:, :n] = np.where(fr, -qd_all[r] - s_j - qx_fixed, fv)
+            rhs_rows = rhs_row[r] - base + (coef_free * x_fix[:, None, :]).sum(axis=2)
+            rhs[:, n:] = np.where(ac & np.isfinite(rhs_rows), rhs_rows, 0.0)
             with np.errstate(all="ignore"):
                 try:
                     sol = np.linalg.solve(kkt, rhs[:, :, None])[:, :, 0]
                 except np.linalg.LinAlgError:
-                    sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(bsz)])
-            x = np.where(free, sol[:, :n], fixed_val)
-            lam = np.where(act, sol[:, n:], 0.0)
-            # Certificate.
-            lo_j = np.take_along_axis(knots, j[:, :, None], 2)[:, :, 0]
-            hi_j = np.take_along_axis(knots, (j + 1)[:, :, None], 2)[:, :, 0]
-            below = free & (x < lo_j - _TOL)
-            above = free & (x > hi_j + _TOL)
-            cash_v, st_v = self._row_values(knots, cash_c, st_c, x)
-            row_v = np.hstack([cash_v[:, None], st_v[:, None], x @ g_mat.T, -(x @ g_mat.T)])
-            viol_row = (row_v > rhs_row + _TOL) & ~act
-            slack_bad = act & ((row_v > rhs_row + _TOL) | (
-                (lam > _DUAL_TOL) & (row_v < rhs_row - _TOL)))
-            neg_lam = act & (lam < -_DUAL_TOL)
-            comb = slope + lam[:, 0, None, None] * cash_c + lam[:, 1, None, None] * st_c
-            grad = (x + d["d0"]) @ self.q_mat
+                    sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(m)])
+            x = np.where(fr, sol[:, :n], fv)
+            lam = np.where(ac, sol[:, n:], 0.0)
+            # The certificate: every optimality condition checked on (x, lam) directly.
+            below = fr & (x < lo_j - _TOL)
+            above = fr & (x > hi_j + _TOL)
+            cv, sv = self._row_values(rw, cc, sc, x)
+            gx = x @ g_mat.T
+            row_v = np.hstack([cv[:, None], sv[:, None], gx, -gx])
+            over = row_v > rhs_row[r] + _TOL
+            viol_row = over & ~ac
+            slack_bad = ac & (over | ((lam > _DUAL_TOL) & (row_v < rhs_row[r] - _TOL)))
+            neg_lam = ac & (lam < -_DUAL_TOL)
+            comb = sl + lam[:, 0, None, None] * cc + lam[:, 1, None, None] * sc
+            grad = (x + d["d0"][r]) @ self.q_mat
             if k:
                 grad = grad + (lam[:, 2:2 + k] - lam[:, 2 + k:]) @ g_mat
-            pos = length > 0
-            left_of = pos & (knots[:, :, 1:] <= x[:, :, None] + _TOL)
-            right_of = pos & (knots[:, :, :-1] >= x[:, :, None] - _TOL)
-            left = np.where(left_of, comb, -big).max(axis=2)
-            right = np.where(right_of, comb, big).min(axis=2)
-            comb_j = np.take_along_axis(comb, j[:, :, None], 2)[:, :, 0]
-            station_bad = free & (np.abs(grad + comb_j) > _DUAL_TOL)
-            want_left = ~free & (-grad < left - _DUAL_TOL)
-            want_right = ~free & (-grad > right + _DUAL_TOL)
-            # Lot order must agree with the short-term multiplier found.
-            key = d["lot_c"] + lam[:, 1, None, None] * d["lot_st"]
-            has = d["lot_w"] > 0
-            key_m = np.where(has, key, np.nan)
-            order_bad = np.zeros(bsz, dtype=bool)
-            if np.isfinite(d["st_budget"]).any():
-                diffs = np.diff(key_m, axis=2)
-                order_bad = (np.nan_to_num(diffs, nan=0.0) < -1e-12).any(axis=(1, 2))
+            comb_j = np.take_along_axis(comb, j3, 2)[:, :, 0]
+            station_bad = fr & (np.abs(grad + comb_j) > _DUAL_TOL)
+            pos = (kn[:, :, 1:] - kn[:, :, :-1]) > 0
+            left_of = pos & (kn[:, :, 1:] <= x[:, :, None] + _TOL)
+            right_of = pos & (kn[:, :, :-1] >= x[:, :, None] - _TOL)
+            left = np.where(left_of, comb, -np.inf).max(axis=2)
+            right = np.where(right_of, comb, np.inf).min(axis=2)
+            want_left = ~fr & (-grad < left - _DUAL_TOL)
+            want_right = ~fr & (-grad > right + _DUAL_TOL)
+            order_bad = np.zeros(m, dtype=bool)
+            st_rows = has_st[r]
+            if st_rows.any():
+                key = d["lot_c"][r] + lam[:, 1, None, None] * d["lot_st"][r]
+                key = np.where(d["lot_w"][r] > 0, key, np.nan)
+                diffs = np.nan_to_num(np.diff(key, axis=2), nan=0.0)
+                order_bad = (diffs < -1e-12).any(axis=(1, 2))
             fail = (below | above | want_left | want_right | station_bad).any(axis=1) | (
-                viol_row | slack_bad | neg_lam).any(axis=1) | ~np.isfinite(x).all(axis=1) | order_bad
-            self.debug = dict(row_v=row_v, rhs=rhs_row, lam=lam, below=below, above=above, wl=want_left, wr=want_right,
-                              st=station_bad, vr=viol_row, sb=slack_bad, nl=neg_lam)
-            newly = ~fail & ~ok
-            x_out[newly] = x[newly]
-            mu_out[newly] = lam[newly, 1]
-            ok |= ~fail
-            if ok.all():
-                break
-            # Active-set update for the failing accounts.
-            upd = ~ok[:, None]
-            new_fixed_lo = below & upd
-            new_fixed_hi = above & upd
-            fixed_val = np.where(new_fixed_lo, lo_j, np.where(new_fixed_hi, hi_j, fixed_val))
-            free = free & ~(new_fixed_lo | new_fixed_hi)
-            pos_idx = np.arange(length.shape[2])[None, None, :]
+                viol_row | slack_bad | neg_lam).any(axis=1) | ~np.isfinite(x).all(axis=1)
+            fail |= order_bad
+            good = r[~fail]
+            ok[good] = True
+            x_out[good] = x[~fail]
+            mu_out[good] = lam[~fail, 1]
+            # Repair the statuses of the failing accounts (primal-dual active set).
+            f = fail
+            fv2 = np.where(below, lo_j, np.where(above, hi_j, fv))
+            fr2 = fr & ~(below | above)
+            pos_idx = np.arange(pos.shape[2])[None, None, :]
             left_int = np.where(left_of, pos_idx, -1).max(axis=2)
             right_int = np.where(right_of, pos_idx, 10**6).min(axis=2)
-            go_left = want_left & upd & (left_int >= 0)
-            go_right = want_right & upd & (right_int < 10**6)
-            interval = np.where(go_left, left_int, np.where(go_right, right_int, interval))
-            free = free | go_left | go_right
-            act = np.where(upd, (act & ~neg_lam) | viol_row, act)
+            go_left = want_left & (left_int >= 0)
+            go_right = want_right & (right_int < 10**6)
+            iv2 = np.where(go_left, left_int, np.where(go_right, right_int, iv))
+            fr2 = fr2 | go_left | go_right
+            ac2 = (ac & ~neg_lam) | viol_row
+            rf = r[f]
+            fixed_val[rf], free[rf], interval[rf], act[rf] = fv2[f], fr2[f], iv2[f], ac2[f]
+            todo = rf
         return ok, x_out, mu_out
 
     # ---------------------------------------------------------------- lots
