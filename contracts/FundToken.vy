@@ -405,9 +405,9 @@ def recover(lost: address, new_owner: address) -> uint256:
     @return uint256 Units moved.
     """
     self._check_agent()
+    assert new_owner != lost, "fundtoken: same account"
     assert self.is_frozen[lost], "fundtoken: account not frozen"
     assert not self.is_frozen[new_owner], "fundtoken: account frozen"
-    assert new_owner != lost, "fundtoken: same account"
     assert self._is_eligible(new_owner), "fundtoken: receiver not eligible"
     amount: uint256 = erc20.balanceOf[lost]
     assert amount > 0, "fundtoken: nothing to recover"
