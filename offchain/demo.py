@@ -73,9 +73,12 @@ def _run(url: str, host: str, port: int, path: Path, started: list[subprocess.Po
     console.print(_next_steps(url, path))
     if exit_after_setup:
         return
-    console.print("[bold]running; press Ctrl-C to stop[/bold]")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # ape installs a SIGINT handler that exits at once; the demo wants Ctrl-C (and SIGTERM)
+    # to reach the `finally` that stops what it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        console.print("[bold]running; press Ctrl-C to stop[/bold]")
         while all(p.poll() is None for p in started):
             time.sleep(0.5)
         dead = [p.args[0] for p in started if p.poll() is not None]
