@@ -1,0 +1,100 @@
+"""A live demo chain for the UI tests: ``lightpool demo`` on a free port, kept running.
+
+One chain per session (deploying the universe takes a while); tests that move time or
+deploy extra state do it inside an anvil snapshot and revert it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from offchain.config import PROJECT_ROOT
+
+UI_APP = str(PROJECT_ROOT / "ui" / "app.py")
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class DemoChain:
+    rpc_url: str
+    deployments_file: Path
+    data_dir: Path
+
+    def rpc(self, method: str, *params):
+        answer = requests.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                                   "params": list(params)}, timeout=30).json()
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    def env(self) -> dict[str, str]:
+        return {"LIGHTPOOL_RPC_URL": self.rpc_url,
+                "LIGHTPOOL_DEPLOYMENTS_FILE": str(self.deployments_file),
+                "LIGHTPOOL_DATA_DIR": str(self.data_dir)}
+
+
+@pytest.fixture(scope="session")
+def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
+    root = tmp_path_factory.mktemp("ui-chain")
+    port = free_port()
+    deployments = root / "deployments.json"
+    log = open(root / "demo.log", "wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("lightpool")), "demo", "--port", str(port),
+         "--deployments", str(deployments)],
+        cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while "press Ctrl-C" not in (root / "demo.log").read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("lightpool demo did not come up:\n"
+                                   + (root / "demo.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+        assert deployments.exists()
+        yield DemoChain(f"http://127.0.0.1:{port}", deployments, root / "data")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def ui_env(demo_chain, monkeypatch) -> DemoChain:
+    """Point the app at the demo chain and start from empty Streamlit caches."""
+    import streamlit as st
+
+    for name, value in demo_chain.env().items():
+        monkeypatch.setenv(name, value)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return demo_chain
+
+
+@pytest.fixture
+def snapshot(demo_chain) -> Iterator[None]:
+    """Revert every chain change the test makes."""
+    snap = demo_chain.rpc("evm_snapshot")
+    yield
+    assert demo_chain.rpc("evm_revert", snap) is True
