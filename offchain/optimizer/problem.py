@@ -384,7 +384,9 @@ class ProblemBuilder:
         never_sell = np.array([lot.symbol in custom.never_sell for lot in lots], dtype=bool)
         deferred = short & (gain > 0) & (acquired <= self._defer_cutoff(tax.defer_short_term_days))
         lot_group = self.group_of[inst]
-        wash_locked = (gain < 0) & np.isin(lot_group, list(no_loss_groups))
+        no_loss_mask = np.zeros(len(self.group_names), dtype=bool)
+        no_loss_mask[list(no_loss_groups)] = True
+        wash_locked = (gain < 0) & no_loss_mask[lot_group]
         sellable = np.where(never_sell | deferred | wash_locked, 0.0, sellable)
         full_tax = rate * gain
         harvestable = (gain < 0) & (-gain >= tax.loss_harvest_threshold) & (sellable > 0)
@@ -450,9 +452,10 @@ class ProblemBuilder:
 
     def with_harvest(self, p: AccountProblem, groups: frozenset[str]) -> AccountProblem:
         """``p`` with the purchases of wash ``groups`` given up so that their losses count."""
-        gid = np.array([self.group_names.index(g) for g in groups], dtype=np.int64)
-        locked = np.isin(self.group_of, gid)
-        in_group = np.isin(self.group_of[p.lot_instrument], gid)
+        mask = np.zeros(len(self.group_names), dtype=bool)
+        mask[[self.group_names.index(g) for g in groups]] = True
+        locked = mask[self.group_of]
+        in_group = mask[self.group_of[p.lot_instrument]]
         return replace(
             p,
             buy_max=np.where(locked, 0.0, p.buy_max),
@@ -506,9 +509,9 @@ def is_alternative(model: ModelPortfolio, symbol: str) -> bool:
 __all__ = [
     "AccountDataError",
     "AccountProblem",
+    "ProblemBuilder",
     "StaleData",
     "Universe",
-    "ProblemBuilder",
     "build_account",
     "build_universe",
     "days_to_long_term",

@@ -130,8 +130,8 @@ class BatchSolver:
         rho: float = 0.4,
         sigma: float = 1e-6,
         alpha: float = 1.6,
-        max_iter: int = 600,
-        polish_every: int = 25,
+        max_iter: int = 200,
+        polish_every: int = 20,
         exact_fallback: bool = True,
     ) -> None:
         self.u = universe
@@ -176,8 +176,11 @@ class BatchSolver:
             steps = min(self.polish_every, self.max_iter - it)
             v_a, w_a, yg_a, z_a, yc_a = v[active], w[active], yg[active], z[active], yc[active]
             mu = data["mu"]
-            for _ in range(steps):
-                v_a, w_a, yg_a, z_a, yc_a, mu = self._admm_step(data, v_a, w_a, yg_a, z_a, yc_a, mu)
+            consts = self._admm_prepare(data, mu)
+            for step in range(steps):
+                v_a, w_a, yg_a, z_a, yc_a = self._admm_step(consts, v_a, w_a, yg_a, z_a, yc_a)
+                if step % 5 == 4:
+                    mu = self._st_ascent(consts, w_a, mu)
             it += steps
             v[active], w[active], yg[active], z[active], yc[active] = v_a, w_a, yg_a, z_a, yc_a
             moved = np.abs(batch.mu[active] - mu) > 0
@@ -219,35 +222,58 @@ class BatchSolver:
         return Solution(buys, sells, float("nan"), False)
 
     # ---------------------------------------------------------------- ADMM
-    def _admm_step(self, d, v, w, yg, z, yc, mu):
-        n, rho, sig, al = self.n, self.rho, self.sigma, self.alpha
+    def _admm_prepare(self, d, mu):
+        """Per-round constants of the ADMM steps (lot order and multiplier fixed in a round)."""
         qd = d["d0"] @ self.q_mat
-        q = np.hstack([qd, -qd])
-        rhs = sig * v - q + rho * w - yg + (rho * z - yc) @ self.rows
+        edges = np.cumsum(d["lot_w"], axis=2) - d["lot_w"]
+        key = d["lot_c"] + mu[:, None, None] * d["lot_st"]
+        b_rows = len(mu)
+        return {
+            "q": np.hstack([qd, -qd]),
+            "shift": key / self.rho + edges,
+            "edges": edges,
+            "lot_w": d["lot_w"],
+            "lot_st": d["lot_st"],
+            "buy_max": d["buy_max"],
+            "buy_shift": self.u.cost / self.rho,
+            "sell_min": d["sell_min"],
+            "sell_max": d["sell_max"],
+            "lo": np.hstack([np.full((b_rows, 1), -np.inf), d["class_lo"]]),
+            "hi": np.hstack([d["cash_budget"][:, None], d["class_hi"]]),
+            "st_budget": d["st_budget"],
+            "st_rows": np.flatnonzero(np.isfinite(d["st_budget"])),
+        }
+
+    def _admm_step(self, c, v, w, yg, z, yc):
+        """One over-relaxed ADMM step on all rows; returns the new iterates."""
+        n, rho, sig, al = self.n, self.rho, self.sigma, self.alpha
+        rhs = sig * v - c["q"] + rho * w - yg + (rho * z - yc) @ self.rows
         vt = rhs @ self.k_inv
         ct = vt @ self.rows.T
         v_new = al * vt + (1 - al) * v
         wt = al * vt + (1 - al) * w
         a = wt + yg / rho
         w_new = np.empty_like(a)
-        t = self.u.cost
-        w_new[:, :n] = np.clip(a[:, :n] - t / rho, 0.0, d["buy_max"])
-        key = d["lot_c"] + mu[:, None, None] * d["lot_st"]
-        edges = np.cumsum(d["lot_w"], axis=2) - d["lot_w"]
-        seg = np.clip(a[:, n:, None] - key / rho - edges, 0.0, d["lot_w"])
-        y = np.clip(seg.sum(axis=2), d["sell_min"], d["sell_max"])
-        w_new[:, n:] = y
+        w_new[:, :n] = np.minimum(np.maximum(a[:, :n] - c["buy_shift"], 0.0), c["buy_max"])
+        seg = np.minimum(np.maximum(a[:, n:, None] - c["shift"], 0.0), c["lot_w"])
+        w_new[:, n:] = np.minimum(np.maximum(seg.sum(axis=2), c["sell_min"]), c["sell_max"])
         yg = yg + rho * (wt - w_new)
         zt = al * ct + (1 - al) * z
-        lo = np.hstack([np.full((len(z), 1), -np.inf), d["class_lo"]])
-        hi = np.hstack([d["cash_budget"][:, None], d["class_hi"]])
-        z_new = np.clip(zt + yc / rho, lo, hi)
+        z_new = np.minimum(np.maximum(zt + yc / rho, c["lo"]), c["hi"])
         yc = yc + rho * (zt - z_new)
-        finite = np.isfinite(d["st_budget"])
-        if finite.any():
-            st = (np.clip(y[:, :, None] - edges, 0.0, d["lot_w"]) * d["lot_st"]).sum(axis=(1, 2))
-            mu = np.where(finite, np.maximum(0.0, mu + rho * (st - np.where(finite, d["st_budget"], 0))), 0.0)
-        return v_new, w_new, yg, z_new, yc, mu
+        return v_new, w_new, yg, z_new, yc
+
+    def _st_ascent(self, c, w, mu):
+        """Dual ascent on the short-term gains multiplier of the accounts with a budget."""
+        r = c["st_rows"]
+        if r.size == 0:
+            return mu
+        y = w[r, self.n:]
+        st = (np.minimum(np.maximum(y[:, :, None] - c["edges"][r], 0.0), c["lot_w"][r])
+              * c["lot_st"][r]).sum(axis=(1, 2))
+        mu = mu.copy()
+        mu[r] = np.maximum(0.0, mu[r] + self.rho * (st - c["st_budget"][r]))
+        return mu
 
     # ---------------------------------------------------------------- polish
     def _pieces(self, d):
@@ -265,7 +291,7 @@ class BatchSolver:
         )
         xlo = -d["sell_max"]
         xhi = np.where(d["sell_min"] > 0, -d["sell_min"], d["buy_max"])
-        knots = np.clip(raw, xlo[:, :, None], xhi[:, :, None])
+        knots = _clip(raw, xlo[:, :, None], xhi[:, :, None])
         n_slots = d["lot_w"].shape[2]
         slope = np.concatenate(
             [-d["lot_c"][:, :, ::-1], np.broadcast_to(t[None, :, None], (bsz, n, 1))], 2)
@@ -279,8 +305,8 @@ class BatchSolver:
     def _row_values(raw, cash_c, st_c, x):
         """Cash spent and short-term gain realized, per account, at net trades x."""
         lo, hi = raw[:, :, :-1], raw[:, :, 1:]
-        seg = np.clip(x[:, :, None], lo, hi) - np.clip(0.0, lo, hi)
-        return (seg * cash_c).sum(axis=(1, 2)), (seg * st_c).sum(axis=(1, 2))
+        seg = _clip(x[:, :, None], lo, hi) - _clip(0.0, lo, hi)
+        return np.einsum("bnj,bnj->b", seg, cash_c), np.einsum("bnj,bnj->b", seg, st_c)
 
     def _polish(self, d, x_guess, z_guess):
         """Try to certify each account; returns (ok mask, x, short-term multiplier).
@@ -417,17 +443,22 @@ class BatchSolver:
 
     # ---------------------------------------------------------------- lots
     def _to_lots(self, batch: _Batch, a: int, x: np.ndarray, p: AccountProblem):
-        buys = np.clip(x, 0.0, p.buy_max)
-        sold = np.clip(-x, 0.0, None)
+        buys = _clip(x, 0.0, p.buy_max)
+        sold = np.maximum(-x, 0.0)
         sells = np.zeros(p.lot_instrument.size)
         if sells.size:
             w = batch.lot_w[a]
             edges = np.cumsum(w, axis=1) - w
-            take = np.clip(sold[:, None] - edges, 0.0, w)
+            take = _clip(sold[:, None] - edges, 0.0, w)
             idx = batch.lot_idx[a]
             m = idx >= 0
             sells[idx[m]] = take[m]
         return buys, sells
+
+
+def _clip(x, lo, hi):
+    """``np.clip`` without its overhead (several times faster on small arrays)."""
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 def _safe_solve(mat: np.ndarray, rhs: np.ndarray) -> np.ndarray:

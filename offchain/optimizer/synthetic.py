@@ -130,7 +130,7 @@ def make_universe(
         asset_class_limits={
             "us_equity": (Decimal("0.25"), Decimal("0.55")),
             "bonds": (Decimal("0.10"), Decimal("0.40")),
-            "alternatives": (Decimal("0"), Decimal("0.15")),
+            "alternatives": (Decimal(0), Decimal("0.15")),
         },
         drift_band=Decimal("0.03"),
     )
@@ -154,9 +154,11 @@ def make_accounts(
     count: int,
     seed: int = 1,
     customized: float = 0.6,
+    drift_sigma: float = 0.08,
 ) -> tuple[list[Account], dict[str, Customizations], list[HouseholdTrade]]:
     """``count`` accounts on ``model`` with 1-8 lots per holding, drifted from the model, a mix
     of gains and losses, and (for a ``customized`` share of them) mixed customizations.
+    Holdings drift from the model by a lognormal factor of scale ``drift_sigma``.
     Households hold 1-3 accounts; the household trade history covers the last 60 days."""
     rng = np.random.default_rng(seed)
     as_of = market.as_of.date()
@@ -181,15 +183,15 @@ def make_accounts(
         hh = f"H{seed}-{household:05d}"
         value = float(np.exp(rng.normal(np.log(250_000), 1.0)))
         value = min(max(value, 20_000), 5_000_000)
-        drift = target * np.exp(rng.normal(0, 0.25, target.size))
+        drift = target * np.exp(rng.normal(0, drift_sigma, target.size))
         # Some money sits in relatives of the model funds (legacy holdings, past harvests).
         for s_i, s in enumerate(symbols):
-            if target[s_i] > 0 and relatives[s] and rng.random() < 0.25:
+            if target[s_i] > 0 and relatives[s] and rng.random() < 0.15:
                 r = symbols.index(str(rng.choice(relatives[s])))
                 moved = drift[s_i] * rng.uniform(0.2, 1.0)
                 drift[s_i] -= moved
                 drift[r] += moved
-        if rng.random() < 0.1:
+        if rng.random() < 0.05:
             drift = np.zeros_like(drift)  # a new account, all cash
         cash_w = float(rng.uniform(0.0, 0.06))
         if drift.sum() > 0:
