@@ -8,6 +8,7 @@ served from cache otherwise.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 
 import streamlit as st
 
@@ -40,9 +41,18 @@ def platform() -> Platform:
         raise
 
 
-def head(p: Platform) -> int:
-    """The chain's latest block number (the cache key of every read)."""
-    return p.w3.eth.block_number
+class Head(NamedTuple):
+    """The chain's latest block: the cache key of every read. The hash is part of it
+    because a reverted chain (anvil snapshots, reorgs) reuses block numbers."""
+
+    number: int
+    hash: str
+
+
+def head(p: Platform) -> Head:
+    """The chain's latest block."""
+    block = p.w3.eth.get_block("latest")
+    return Head(block["number"], block["hash"].hex())
 
 
 def model_store() -> ModelStore:
@@ -53,17 +63,17 @@ def model_store() -> ModelStore:
 
 
 @st.cache_data(show_spinner=False)
-def token_states(_p: Platform, key: str, block: int) -> list[chain_views.TokenState]:
+def token_states(_p: Platform, key: str, block: Head) -> list[chain_views.TokenState]:
     return chain_views.token_states(_p)
 
 
 @st.cache_data(show_spinner=False)
-def holdings(_p: Platform, key: str, block: int, address: str) -> list[chain_views.Holding]:
+def holdings(_p: Platform, key: str, block: Head, address: str) -> list[chain_views.Holding]:
     return chain_views.holdings(_p, address)
 
 
 @st.cache_data(show_spinner="Running the optimizer…")
-def account_view(_p: Platform, key: str, block: int, address: str, models_url: str,
+def account_view(_p: Platform, key: str, block: Head, address: str, models_url: str,
                  model_versions: str) -> proposal_views.AccountView | None:
     investor = proposal_views.demo_investor(address)
     if investor is None:
@@ -72,7 +82,7 @@ def account_view(_p: Platform, key: str, block: int, address: str, models_url: s
 
 
 @st.cache_data(show_spinner="Running the optimizer on every account…")
-def approval_queue(_p: Platform, key: str, block: int, models_url: str,
+def approval_queue(_p: Platform, key: str, block: Head, models_url: str,
                    model_versions: str) -> list[proposal_views.AccountView]:
     return proposal_views.approval_queue(_p, ModelStore(models_url))
 

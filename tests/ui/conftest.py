@@ -98,3 +98,33 @@ def snapshot(demo_chain) -> Iterator[None]:
     snap = demo_chain.rpc("evm_snapshot")
     yield
     assert demo_chain.rpc("evm_revert", snap) is True
+
+
+@pytest.fixture(scope="session")
+def ui_url(demo_chain, tmp_path_factory) -> Iterator[str]:
+    """The app served by ``offchain.ui_server.serve_ui`` against the demo chain."""
+    from offchain.ui_server import serve_ui
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("ui-server") / "streamlit.log"
+    process = serve_ui(port, log_file=log, env={**os.environ, **demo_chain.env()})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not come up:\n" + log.read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

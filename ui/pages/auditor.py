@@ -14,7 +14,7 @@ SYMBOL = "auditor.symbol"
 st.title("Auditor")
 p = shared.platform()
 key, block = shared.cache_key(p), shared.head(p)
-st.caption(f"Chain id {p.deployments.chain_id}, block {block}; deployment finished at block "
+st.caption(f"Chain id {p.deployments.chain_id}, block {block.number}; deployment finished at block "
            f"{p.deployments.block}. Everything below is read from chain.")
 
 states = shared.token_states(p, key, block)

@@ -76,6 +76,6 @@ with burn_tab, st.form("issuer.burn"):
             lambda: issuer_views.burn(p, symbol, Decimal(str(units))))
 
 st.subheader("Recent events")
-events = chain_views.token_events(p, symbol, from_block=max(0, block - 200))
+events = chain_views.token_events(p, symbol, from_block=max(0, block.number - 200))
 st.dataframe(pd.DataFrame([{"block": e.block, "event": e.event, **e.detail}
                            for e in reversed(events)]), hide_index=True, width="stretch")
