@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 import numpy as np
 
@@ -267,6 +267,29 @@ def _proposal(
                 notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
                 buy_units, sell_units = keep_b, keep_s
 
+    # Rounding (units down, costs to the cent) must never take cash below the minimum: trim
+    # the largest buys by the shortfall.
+    def cash_left() -> Decimal:
+        out = account.cash - custom.withdrawal
+        for i, q in buy_units.items():
+            v = (q * prices[universe.symbols[i]]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+            out -= v + _cost(v, market.cost_bps[universe.symbols[i]])
+        for k, q in sell_units.items():
+            sym = lots[p.lot_ids[k]].symbol
+            v = (q * prices[sym]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+            out += v - _cost(v, market.cost_bps[sym])
+        return out
+
+    for i in sorted(buy_units, key=lambda i: -buy_units[i] * prices[universe.symbols[i]]):
+        short = custom.min_cash - cash_left()
+        if short <= 0:
+            break
+        price = prices[universe.symbols[i]]
+        cut = (short * 2 / price).quantize(QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
+        buy_units[i] = max(Decimal(0), buy_units[i] - cut)
+        if buy_units[i] == 0:
+            del buy_units[i]
+
     b_final, s_final = _weights(universe, p, buy_units, sell_units, prices, lots)
     groups = {i.symbol: i.wash_group or i.symbol for i in model.instruments}
     bought_groups = {groups[universe.symbols[i]] for i in buy_units}
@@ -314,7 +337,7 @@ def _proposal(
         tc_total += cost
         if gap_before[i] < 0 and p.model[i] > 0:
             reason = (f"{sym} is {-gap_before[i] * 1e4:.0f} bp under its model weight "
-                      f"({-gap_after[i] * 1e4:.0f} bp after): closing the gap lowers tracking "
+                      f"({gap_after[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
                       "error by more than it costs")
         else:
             reason = (f"{sym} stands in for exposure the account cannot hold as modelled "

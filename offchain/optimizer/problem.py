@@ -370,8 +370,8 @@ class ProblemBuilder:
                 notes.append(f"{sym} not bought: its price is stale")
                 continue
             if self.group_of[i] in no_buy_groups:
-                notes.append(f"{sym} not bought: a household loss sale of its group within "
-                             f"{WASH_SALE_DAYS} days")
+                notes.append(f"{sym} not bought: wash sale (a household loss sale of its "
+                             f"group within {WASH_SALE_DAYS} days)")
                 continue
             buy_max[i] = min(max(0.0, max_w - holding[i]), self.capacity[i] / value)
 
@@ -409,6 +409,20 @@ class ProblemBuilder:
         cash_w = float(account.cash) / value
         cash_budget = cash_w - float(custom.withdrawal) / value - float(custom.min_cash) / value
         cls_now = u.class_matrix @ holding
+        class_lo = u.class_lo - cls_now
+        class_hi = u.class_hi - cls_now
+        # Restrictions can make a class limit unreachable today: go as far as allowed.
+        most_sold = -(u.class_matrix @ sell_max)
+        most_bought = u.class_matrix @ buy_max
+        for k, cls in enumerate(u.asset_classes):
+            if class_hi[k] < most_sold[k]:
+                notes.append(f"{cls} stays above its {u.class_hi[k]:.0%} limit: restrictions "
+                             "allow selling only part of it")
+                class_hi[k] = most_sold[k]
+            if class_lo[k] > most_bought[k]:
+                notes.append(f"{cls} stays below its {u.class_lo[k]:.0%} limit: restrictions "
+                             "allow buying only part of it")
+                class_lo[k] = most_bought[k]
         st_budget = float("inf")
         if tax.short_term_gain_budget is not None:
             if tax.short_term_gain_budget < 0:
@@ -425,8 +439,8 @@ class ProblemBuilder:
             buy_max=buy_max,
             sell_min=sell_min,
             sell_max=sell_max,
-            class_lo=u.class_lo - cls_now,
-            class_hi=u.class_hi - cls_now,
+            class_lo=class_lo,
+            class_hi=class_hi,
             st_budget=st_budget,
             lot_instrument=inst,
             lot_weight=sellable,
