@@ -346,9 +346,14 @@ class ProblemBuilder:
             if target[i] > 0:
                 peers = [j for j, s in enumerate(u.symbols) if classes[j] == classes[i]
                          and s not in screened and target[j] > 0]
+                where = "its asset-class peers"
+                if not peers:
+                    peers = [j for j, s in enumerate(u.symbols)
+                             if s not in screened and target[j] > 0 and j != i]
+                    where = "the rest of the model"
                 if peers:
                     target[peers] += target[i] * target[peers] / target[peers].sum()
-                notes.append(f"{sym} screened out; its model weight goes to its asset-class peers")
+                notes.append(f"{sym} screened out; its model weight goes to {where}")
                 target[i] = 0.0
 
         approved = (self.base_approved | set(custom.substitutions.values())) - set(
