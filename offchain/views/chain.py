@@ -68,7 +68,7 @@ def token_states(platform: Platform) -> list[TokenState]:
             symbol=symbol,
             address=token.address,
             name=BY_SYMBOL[symbol].name if known else token.functions.name().call(),
-            kind=BY_SYMBOL[symbol].kind.name if known else str(token.functions.kind().call()),
+            kind=str(BY_SYMBOL[symbol].kind.name) if known else str(token.functions.kind().call()),
             asset_class=token.functions.asset_class().call(),
             issuer=token.functions.issuer().call(),
             nav=from_wad(token.functions.nav().call()),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from web3 import Web3
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 from offchain.chain.actors import ISSUER_ACTORS, Actor
 from offchain.chain.contracts import Platform
@@ -40,10 +41,8 @@ def publish_nav(platform: Platform, symbol: str, nav: Decimal,
     """
     if nav <= 0:
         raise InvalidInput("nav", "a NAV > 0", nav)
-    if struck_at is None:
-        timestamp = platform.w3.eth.get_block("latest")["timestamp"]
-    else:
-        timestamp = int(struck_at.timestamp())
+    timestamp: int = (platform.w3.eth.get_block("latest")["timestamp"] if struck_at is None
+                      else int(struck_at.timestamp()))
     token = platform.token(symbol)
     return _send(platform, issuer_of(symbol), token.functions.publish_nav(to_wad(nav), timestamp))
 
@@ -72,11 +71,11 @@ def _send(platform: Platform, actor: Actor, call) -> TxResult:
     w3 = platform.w3
     try:
         call.estimate_gas({"from": actor.address})
-    except Exception as exc:  # web3 raises ContractLogicError with the revert string
+    except (ContractLogicError, Web3RPCError) as exc:
         raise ChainStateError(f"{actor.name}: transaction refused: {_reason(exc)}") from None
     tx = call.build_transaction({
         "from": actor.address,
-        "nonce": w3.eth.get_transaction_count(actor.address, "pending"),
+        "nonce": w3.eth.get_transaction_count(Web3.to_checksum_address(actor.address), "pending"),
         "chainId": platform.deployments.chain_id,
     })
     signed = w3.eth.account.sign_transaction(tx, actor.private_key)

@@ -142,9 +142,9 @@ def account_view(platform: Platform, investor: DemoInvestor, store: ModelStore,
 
     unknown = [h.symbol for h in positions if h.symbol not in BY_SYMBOL]
     if unknown:
-        error = AccountError(account_id=investor.actor.address, field="holdings",
+        refused = AccountError(account_id=investor.actor.address, field="holdings",
                              reason=f"unknown instrument(s) {', '.join(unknown)}")
-        return AccountView(investor, chosen, positions, None, error)
+        return AccountView(investor, chosen, positions, None, refused)
 
     cash = sum((h.units for h in positions if h.symbol == CASH_SYMBOL), Decimal(0))
     funds = [h for h in positions if h.symbol != CASH_SYMBOL]

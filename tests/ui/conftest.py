@@ -54,7 +54,7 @@ def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
     root = tmp_path_factory.mktemp("ui-chain")
     port = free_port()
     deployments = root / "deployments.json"
-    log = open(root / "demo.log", "wb")
+    log = (root / "demo.log").open("wb")  # closed at teardown, after the demo stops
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("lightpool")), "demo", "--port", str(port),
          "--deployments", str(deployments)],

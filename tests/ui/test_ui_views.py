@@ -79,6 +79,9 @@ def test_a_token_outside_the_universe_is_flagged_unknown(demo_chain, platform, t
     other = connect(Settings(rpc_url=demo_chain.rpc_url, deployments_file=path))
     flags = proposals.data_flags(chain_views.token_states(other))
     assert [(f.symbol, f.problem) for f in flags] == [("XYZ", "unknown instrument")]
+    view = proposals.account_view(other, DEMO_INVESTORS[0], ModelStore(str(tmp_path / "m")))
+    assert view.proposal is None
+    assert view.error.field == "holdings" and "XYZ" in view.error.reason
 
 
 def test_approval_signature_recovers_to_the_signer_and_binds_the_chain(platform, store):
@@ -105,18 +108,18 @@ def test_issuer_publishes_nav_mints_and_burns(platform, snapshot):
     issuer_views.publish_nav(platform, "TIPS", Decimal("108.25"))
     assert token.functions.nav().call() == 108_250_000_000_000_000_000
     before = token.functions.totalSupply().call()
-    issuer_views.mint(platform, "TIPS", issuer, Decimal("5"))
-    issuer_views.burn(platform, "TIPS", Decimal("2"))
+    issuer_views.mint(platform, "TIPS", issuer, Decimal(5))
+    issuer_views.burn(platform, "TIPS", Decimal(2))
     assert token.functions.totalSupply().call() == before + 3 * 10**18
     assert token.functions.balanceOf(issuer).call() == 3 * 10**18
 
 
 def test_issuer_actions_refuse_what_the_contract_refuses(platform):
     with pytest.raises(ChainStateError, match="fundtoken: receiver not eligible"):
-        issuer_views.mint(platform, "TIPS", AUDITOR.address, Decimal("1"))
+        issuer_views.mint(platform, "TIPS", AUDITOR.address, Decimal(1))
     with pytest.raises(ChainStateError, match="transaction refused"):
-        issuer_views.burn(platform, "TIPS", Decimal("1000000"))
+        issuer_views.burn(platform, "TIPS", Decimal(1000000))
     with pytest.raises(InvalidInput, match="nav"):
-        issuer_views.publish_nav(platform, "TIPS", Decimal("0"))
+        issuer_views.publish_nav(platform, "TIPS", Decimal(0))
     with pytest.raises(InvalidInput, match="receiver"):
-        issuer_views.mint(platform, "TIPS", "bob", Decimal("1"))
+        issuer_views.mint(platform, "TIPS", "bob", Decimal(1))

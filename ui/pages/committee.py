@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import shared
 import streamlit as st
 
-import shared
 from offchain.errors import InvalidInput
 from offchain.views import models as model_views
 

@@ -6,12 +6,12 @@ import datetime as dt
 from decimal import Decimal
 
 import pandas as pd
-import streamlit as st
-
 import shared
+import streamlit as st
+from wallet import wallet_button
+
 from offchain.views import chain as chain_views
 from offchain.views import signing
-from wallet import wallet_button
 
 # Session-state keys of this page.
 LAST_ANSWER = "investor.last_wallet_answer"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pandas as pd
+import shared
 import streamlit as st
 
-import shared
 from offchain.chain.actors import INVESTORS
 from offchain.errors import LightPoolError
 from offchain.views import chain as chain_views

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+import shared
 import streamlit as st
 
-import shared
 from offchain.views import proposals as proposal_views
 
 # Session-state keys of this page.
