@@ -56,3 +56,36 @@ def units_for_value(symbol: str, value: Decimal) -> int:
     """Units (18 decimals) worth ``value`` cash at the instrument's NAV, rounded down."""
     nav_wad = instrument(symbol).nav_wad
     return int(value * WAD) * WAD // nav_wad
+
+
+# Mandate terms the demo investors grant the keeper: a flat fee per year in USDL (never a
+# percentage of assets), limits no wider than 2% from NAV, turnover capped per day.
+MANDATE_DAYS = 365
+MANDATE_MAX_DEVIATION_BPS = 200
+MANDATE_TURNOVER_PER_DAY = Decimal("2000000")
+MANDATE_FEE = {True: Decimal("1200"), False: Decimal("600")}  # discretionary, advisory
+ADVISORY_MODE, DISCRETIONARY_MODE = 1, 2
+
+
+def seed_pool_accounts(accounts, chain, registry, pool, tokens: dict, keeper_address: str,
+                       investors=DEMO_INVESTORS) -> None:
+    """Each demo investor moves its opening positions into LightPool escrow (orders draw on
+    escrow) and grants the keeper a mandate over every listed fund: discretionary or
+    advisory as the investor chose. ``tokens`` maps symbol -> ape contract."""
+    from offchain.universe import DAY
+
+    instruments = [t.address for s, t in tokens.items() if s != "USDL"]
+    for investor in investors:
+        who = accounts.test_accounts[investor.actor.index]
+        for symbol in investor.opening_values:
+            token = tokens[symbol]
+            balance = token.balanceOf(who.address)
+            token.approve(pool.address, balance, sender=who)
+            pool.deposit(token.address, balance, sender=who)
+        registry.grant_mandate(
+            keeper_address,
+            DISCRETIONARY_MODE if investor.discretionary else ADVISORY_MODE,
+            instruments, int(MANDATE_TURNOVER_PER_DAY * WAD), DAY, MANDATE_MAX_DEVIATION_BPS,
+            int(MANDATE_FEE[investor.discretionary] * WAD),
+            chain.pending_timestamp + MANDATE_DAYS * DAY, sender=who,
+        )

@@ -145,15 +145,18 @@ class Keeper:
     def plan(self, session: Session, batch: int, report: PassReport) -> None:
         """Propose for every due account (grouped by model, one optimizer run per model)."""
         today = self._chain_time().date()
+        versions: dict[int, Any] = {}
         due_by_model: dict[int, list[ManagedAccount]] = {}
         for account in self.accounts():
-            if self._is_due(session, account, batch, today):
+            if account.risk_category not in versions:
+                versions[account.risk_category] = self.models.for_category(account.risk_category)
+            if self._is_due(session, account, batch, today, versions[account.risk_category]):
                 due_by_model.setdefault(account.risk_category, []).append(account)
         if not due_by_model:
             return
         states = self._market_state()
         for category, accounts in due_by_model.items():
-            version = self.models.for_category(category)
+            version = versions[category]
             proposals = self._optimize(session, version.model.to_optimizer(), accounts, states)
             for account in accounts:
                 proposal = proposals.get(account.address)
@@ -164,7 +167,7 @@ class Keeper:
         session.commit()
 
     def _is_due(self, session: Session, account: ManagedAccount, batch: int,
-                today: dt.date) -> bool:
+                today: dt.date, version: Any) -> bool:
         exists = session.scalar(select(ProposalRow.id).where(
             ProposalRow.account == account.address, ProposalRow.batch == batch))
         if exists:
@@ -176,7 +179,6 @@ class Keeper:
         if open_:
             return False
         seen = session.get(ModelSeen, account.address)
-        version = self.models.for_category(account.risk_category)
         return (seen is None or seen.planned_on < today or seen.model_id != version.model.model_id
                 or seen.model_version != version.version)
 
