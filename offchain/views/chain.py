@@ -47,7 +47,10 @@ class TokenState:
 
 @dataclass(frozen=True)
 class Holding:
-    """One position of an address: ``units`` at ``nav`` is worth ``value`` (cash units)."""
+    """One position of an address: ``units`` at ``nav`` is worth ``value`` (cash units).
+
+    ``units`` is what the wallet holds plus the free balance the address has in LightPool's
+    escrow (orders draw on escrow, so a position is usually there once it is traded)."""
 
     symbol: str
     asset_class: str
@@ -55,6 +58,8 @@ class Holding:
     nav: Decimal
     value: Decimal
     nav_stale: bool
+    wallet_units: Decimal
+    escrow_units: Decimal
 
 
 def token_states(platform: Platform) -> list[TokenState]:
@@ -81,23 +86,29 @@ def token_states(platform: Platform) -> list[TokenState]:
 
 
 def holdings(platform: Platform, address: str) -> list[Holding]:
-    """Non-zero positions of ``address`` in every deployed token, cash first, then by symbol.
+    """Non-zero positions of ``address`` (wallet plus LightPool escrow, if LightPool is
+    deployed) in every deployed token, cash first, then by symbol.
 
     Raises ``ValueError`` if ``address`` is not an address.
     """
     if not Web3.is_address(address):
         raise ValueError(f"address: expected a 0x-prefixed 20-byte address, got {address!r}")
     owner = Web3.to_checksum_address(address)
+    pool = platform.contract("LightPool") if "LightPool" in platform.deployments.contracts else None
     out = []
     for symbol in sorted(platform.deployments.tokens, key=lambda s: (s != CASH_SYMBOL, s)):
         token = platform.token(symbol)
-        units = from_wad(token.functions.balanceOf(owner).call())
+        in_wallet = from_wad(token.functions.balanceOf(owner).call())
+        in_escrow = (from_wad(pool.functions.balance_of(token.address, owner).call())
+                     if pool is not None else Decimal(0))
+        units = in_wallet + in_escrow
         if units == 0:
             continue
         nav = from_wad(token.functions.nav().call())
         out.append(Holding(symbol=symbol, asset_class=token.functions.asset_class().call(),
                            units=units, nav=nav, value=units * nav,
-                           nav_stale=token.functions.is_nav_stale().call()))
+                           nav_stale=token.functions.is_nav_stale().call(),
+                           wallet_units=in_wallet, escrow_units=in_escrow))
     return out
 
 

@@ -77,7 +77,7 @@ def test_investor_sees_chain_holdings_model_and_proposal(ui_env, platform):
         assert row["NAV"] == pytest.approx(float(chain[row["symbol"]].nav))
     total = sum(h.value for h in chain.values())
     assert at.metric[0].value == f"{total:,.2f}"
-    assert any("Model LP-2" in t for t in texts(at.subheader))
+    assert any(f"Model LP-{alice.risk_category}" in t for t in texts(at.subheader))
     trades = at.dataframe[1].value
     assert len(trades) > 0 and set(trades["side"]) <= {"buy", "sell"}
     assert at.metric[1].label == "Trades" and at.metric[1].value == str(len(trades))
@@ -99,11 +99,12 @@ def test_overlay_queue_lists_every_account_and_records_approval(ui_env):
     at = page("overlay")
     assert any("No stale NAV" in t for t in texts(at.success))
     queue = at.dataframe[0].value
-    assert list(queue["investor"]) == ["Bao Nguyen", "Dev Patel", "Alice Moreau", "Carmen Ruiz"]
-    assert list(queue["status"]) == ["pending", "pending", "awaiting investor",
-                                     "awaiting investor"]
+    ordered = sorted(DEMO_INVESTORS, key=lambda i: not i.discretionary)
+    assert list(queue["investor"]) == [i.actor.name for i in ordered]
+    assert list(queue["status"]) == [
+        "pending" if i.discretionary else "awaiting investor" for i in ordered]
     approve = [b for b in at.button if b.label == "Approve"]
-    assert len(approve) == 2  # discretionary accounts only
+    assert len(approve) == sum(i.discretionary for i in ordered) >= 2
     approve[0].click().run()
     assert list(at.dataframe[0].value["status"])[:2] == ["approved", "pending"]
 

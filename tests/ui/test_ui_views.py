@@ -38,6 +38,8 @@ def test_holdings_are_the_seeded_positions_at_chain_nav(platform):
     for symbol, value in alice.opening_values.items():
         assert positions[symbol].units == chain_views.from_wad(units_for_value(symbol, value))
         assert abs(positions[symbol].value - value) < Decimal("0.01")
+        assert positions[symbol].wallet_units + positions[symbol].escrow_units == \
+            positions[symbol].units
     weights = chain_views.weights_by_asset_class(list(positions.values()))
     assert abs(sum(weights.values()) - 1) < Decimal("1e-18")
 
@@ -49,7 +51,8 @@ def test_holdings_refuse_a_malformed_address(platform):
 
 def test_every_demo_account_gets_a_proposal_on_its_category_model(platform, store):
     queue = proposals.approval_queue(platform, store)
-    assert [v.investor.discretionary for v in queue] == [True, True, False, False]
+    assert [v.investor.discretionary for v in queue] == sorted(
+        (i.discretionary for i in DEMO_INVESTORS), reverse=True)
     for view in queue:
         assert view.error is None
         assert view.model.model.risk_category == view.investor.risk_category

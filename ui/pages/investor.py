@@ -57,6 +57,7 @@ else:
     st.metric("Portfolio value (USDL)", shared.money(total))
     st.dataframe(pd.DataFrame([{
         "symbol": h.symbol, "asset class": h.asset_class, "units": float(h.units),
+        "in wallet": float(h.wallet_units), "in LightPool escrow": float(h.escrow_units),
         "NAV": float(h.nav), "value": float(h.value),
         "weight": shared.percent(h.value / total), "NAV stale": h.nav_stale,
     } for h in positions]), hide_index=True, width="stretch")
