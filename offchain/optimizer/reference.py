@@ -59,3 +59,19 @@ def solve_reference(universe: Universe, p: AccountProblem) -> tuple[np.ndarray, 
     if s is not None:
         sells = np.clip(np.asarray(s.value, dtype=float), 0.0, p.lot_weight)
     return buys, sells, float(problem.value)
+
+
+EQUAL_TOL = 1e-9  # objectives within this (fraction of account value) count as equal
+
+
+def relative_gap(f: float, f_star: float, f_none: float) -> float:
+    """The relative optimality gap ``(f - f*) / (f0 - f*)`` of an account.
+
+    ``f`` is the engine's objective, ``f_star`` the exact optimum, ``f_none`` the objective of
+    trading nothing. When trading nothing is (within ``EQUAL_TOL``) already optimal, or is not
+    even feasible (a withdrawal or a limit forces trades, so ``f0`` may be below ``f*``), the
+    account counts as 0 if ``f`` equals ``f*`` within ``EQUAL_TOL``, else as 1.
+    """
+    if f_none - f_star > EQUAL_TOL:
+        return max(0.0, (f - f_star) / (f_none - f_star))
+    return 0.0 if f - f_star <= EQUAL_TOL else 1.0
