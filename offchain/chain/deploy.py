@@ -12,13 +12,26 @@ from typing import Any
 
 from eth_utils import keccak
 
-from offchain.chain.actors import ADMIN, ATTESTER, ISSUER_ACTORS, ISSUER_AGENT, Actor
+from offchain.chain.actors import ADMIN, ATTESTER, ISSUER_ACTORS, ISSUER_AGENT, KEEPER, Actor
 from offchain.chain.deployments import Deployments
-from offchain.chain.seed import DEMO_INVESTORS, units_for_value
-from offchain.universe import DAY, UNIVERSE, FundKind, instrument
+from offchain.chain.seed import DEMO_INVESTORS, seed_pool_accounts, units_for_value
+from offchain.universe import CASH_SYMBOL, DAY, UNIVERSE, WAD, FundKind, funds, instrument
 
 # Attestations in the demo last a year.
 ATTESTATION_DAYS = 365
+# LightPool's cadence: a batch a minute; sealed orders are revealed in the first 10 s after.
+BATCH_SECONDS = 60
+REVEAL_SECONDS = 10
+# Every market quotes on a one-cent grid; orders under ~10 USDL are refused as spam.
+TICK = WAD // 100
+MIN_ORDER_VALUE = 10
+# Limits within 5% of NAV (listed funds) or 10% (alternatives, monthly NAV).
+LISTED_BAND_BPS = 500
+ALTERNATIVE_BAND_BPS = 1_000
+# Each issuer creates/redeems up to this many units per batch (alternatives: gate too),
+# and keeps this much cash in escrow to pay redemptions.
+ISSUER_CAPACITY_UNITS = 1_000_000 * WAD
+ISSUER_RESERVE = 50_000_000 * WAD
 
 Progress = Callable[[str], None]
 
@@ -87,11 +100,48 @@ def deploy_platform(project: Any, accounts: Any, chain: Any,
             contracts_by_symbol[symbol].mint(who.address, units_for_value(symbol, value),
                                              sender=issuer)
 
+    progress("LightPool")
+    pool, lens = _deploy_pool(project, accounts, admin, registry, contracts_by_symbol)
+    seed_pool_accounts(accounts, chain, registry, pool, contracts_by_symbol,
+                       _account(accounts, KEEPER).address)
+
     return Deployments(
         chain_id=chain.chain_id,
         genesis_hash=chain.blocks[0].hash.hex(),
         block=chain.blocks.head.number,
-        contracts={"ProfileRegistry": registry.address},
+        contracts={"ProfileRegistry": registry.address, "LightPool": pool.address,
+                   "ClearingMath": pool.clearing_math(), "Lens": lens.address},
         tokens=tokens,
     )
+
+
+def _deploy_pool(project: Any, accounts: Any, admin: Any, registry: Any,
+                 tokens: dict[str, Any]) -> tuple[Any, Any]:
+    """Deploy LightPool and Lens, list every fund, and let each issuer stand in as
+    liquidity of last resort with a cash reserve for redemptions."""
+    clearing_math = admin.deploy(project.ClearingMath)
+    cash = tokens[CASH_SYMBOL]
+    pool = admin.deploy(project.LightPool, cash.address, registry.address,
+                        clearing_math.address, BATCH_SECONDS, REVEAL_SECONDS)
+    lens = admin.deploy(project.Lens)
+    cash_issuer = _account(accounts, ISSUER_ACTORS[instrument(CASH_SYMBOL).issuer])
+    cash.set_allowlisted(pool.address, True, sender=cash_issuer)
+    funded_issuers: set[str] = set()
+    for item in funds():
+        token = tokens[item.symbol]
+        issuer = _account(accounts, ISSUER_ACTORS[item.issuer])
+        token.set_allowlisted(pool.address, True, sender=issuer)
+        token.set_minter(pool.address, True, sender=issuer)
+        band = ALTERNATIVE_BAND_BPS if item.kind == FundKind.ALTERNATIVE else LISTED_BAND_BPS
+        min_quantity = MIN_ORDER_VALUE * WAD * WAD // item.nav_wad
+        pool.list_market(token.address, TICK, max(min_quantity, 1), band, sender=admin)
+        pool.set_issuer_liquidity(token.address, item.issuer_fee_bps, ISSUER_CAPACITY_UNITS,
+                                  ISSUER_CAPACITY_UNITS, sender=issuer)
+        if item.issuer not in funded_issuers:
+            # The issuer's redemption reserve: cash in escrow that redemptions are paid from.
+            funded_issuers.add(item.issuer)
+            cash.mint(issuer.address, ISSUER_RESERVE, sender=cash_issuer)
+            cash.approve(pool.address, ISSUER_RESERVE, sender=issuer)
+            pool.deposit(cash.address, ISSUER_RESERVE, sender=issuer)
+    return pool, lens
 

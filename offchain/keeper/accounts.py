@@ -31,17 +31,25 @@ def mandated_accounts(platform: Platform, keeper: str,
     def _list() -> list[ManagedAccount]:
         granted = registry.events.MandateGranted().get_logs(
             from_block=0, argument_filters={"keeper": keeper})
+        investors = [i for i in sorted({e["args"]["investor"] for e in granted})
+                     if i in directory]
+        now = platform.w3.eth.get_block("latest")["timestamp"]
+        mandates = []
+        for start in range(0, len(investors), 500):
+            with platform.w3.batch_requests() as batch:
+                for investor in investors[start:start + 500]:
+                    batch.add(registry.functions.mandate_of(investor, keeper))
+                mandates.extend(batch.execute())
         accounts = []
-        for investor in sorted({e["args"]["investor"] for e in granted}):
-            if investor not in directory:
-                continue
-            if not registry.functions.is_mandate_active(investor, keeper).call():
-                continue
-            mode = registry.functions.mandate_of(investor, keeper).call()[0]
+        for investor, mandate in zip(investors, mandates, strict=True):
+            mode, deviation_bps, expiry = mandate[0], mandate[3], mandate[5]
+            if expiry <= now:
+                continue  # revoked (expiry 0) or expired
             category, household = directory[investor]
             accounts.append(ManagedAccount(
                 address=investor, mode="discretionary" if mode == DISCRETIONARY else "advisory",
-                risk_category=category, household=household))
+                risk_category=category, household=household,
+                max_deviation_bps=deviation_bps))
         return accounts
 
     return _list

@@ -24,19 +24,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from sqlalchemy import select
+from web3.exceptions import TransactionNotFound
 from sqlalchemy.orm import Session, sessionmaker
 
 from offchain.chain.contracts import Platform
 from offchain.chain.lightpool import MAX_BASKETS, Basket, Book, Leg, SignedOrder, typed_data
 from offchain.chain.tx import Sender, TransactionReverted
 from offchain.errors import InvalidInput
-from offchain.keeper.db import FillRow, ModelSeen, OrderRow, ProposalRow
+from offchain.keeper.db import Cursor, FillRow, ModelSeen, OrderRow, ProposalRow
 from offchain.ledger.lots import Fill, TaxLedger
 from offchain.models.portfolios import ModelStore
 from offchain.optimizer.engine import optimize_accounts
@@ -55,6 +57,9 @@ from offchain.universe import BY_SYMBOL, CASH_SYMBOL, WAD, FundKind
 log = logging.getLogger("lightpool.keeper")
 
 MAX_BPS = 10_000
+# Lens call sizes (contracts/Lens.vy bounds).
+LENS_OWNERS = 256
+LENS_IDS = 1024
 STATUS_OPEN = 0
 # Limit prices sit this far from NAV (bps) unless the mandate or market band is tighter:
 # wide enough to meet the issuer's creation/redemption quotes, narrow enough to be fair.
@@ -72,6 +77,8 @@ class ManagedAccount:
     risk_category: int
     household: str
     customizations: Customizations = Customizations()
+    # The mandate's max distance of a limit price from NAV (bps); None: no limit known.
+    max_deviation_bps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,11 @@ class PassReport:
     settled_baskets: int = 0
     fills_recorded: int = 0
     errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, started: float) -> None:
+        """Add the time since ``started`` (``time.perf_counter``) to ``stage``."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 class Keeper:
@@ -116,6 +128,7 @@ class Keeper:
         self.platform = platform
         self.w3 = platform.w3
         self.pool = platform.contract("LightPool")
+        self.lens = platform.contract("Lens")
         self.sessions = sessions
         self.models = models
         self.sender = sender
@@ -133,9 +146,12 @@ class Keeper:
         batch = self.pool.functions.current_batch().call()
         report = PassReport(batch=batch)
         with self.sessions() as session:
+            self._sync_deposits(session)
             self._expire_stale(session, batch)
             self.plan(session, batch, report)
+            started = time.perf_counter()
             self.submit(session, batch, report)
+            report.add_time("submit", started)
             self.finish(session, batch, report)
         log.info(json.dumps({"event": "keeper_pass", **report.__dict__}))
         return report
@@ -155,15 +171,22 @@ class Keeper:
         if not due_by_model:
             return
         states = self._market_state()
+        escrow = self._escrow_many([a.address for accs in due_by_model.values() for a in accs],
+                                   states)
         for category, accounts in due_by_model.items():
             version = versions[category]
-            proposals = self._optimize(session, version.model.to_optimizer(), accounts, states)
+            started = time.perf_counter()
+            proposals = self._optimize(session, version.model.to_optimizer(), accounts, states,
+                                       escrow)
+            report.add_time("optimize", started)
+            started = time.perf_counter()
             for account in accounts:
                 proposal = proposals.get(account.address)
                 if proposal is None:
                     continue
-                self._record_proposal(session, account, batch, version, proposal, states, today,
-                                      report)
+                self._record_proposal(session, account, batch, version, proposal, states,
+                                      escrow[account.address], today, report)
+            report.add_time("propose_approve", started)
         session.commit()
 
     def _is_due(self, session: Session, account: ManagedAccount, batch: int,
@@ -200,7 +223,8 @@ class Keeper:
         return states
 
     def _optimize(self, session: Session, model: Any, accounts: list[ManagedAccount],
-                  states: dict[str, dict[str, Any]]) -> dict[str, Proposal]:
+                  states: dict[str, dict[str, Any]], escrow: dict[str, dict[str, int]]
+                  ) -> dict[str, Proposal]:
         from offchain.views.proposals import risk_model
 
         now = self._chain_time()
@@ -215,7 +239,7 @@ class Keeper:
         held_outside: dict[str, Instrument] = {}
         in_model = {i.symbol for i in model.instruments}
         for account in accounts:
-            balances = self._escrow(account.address, states)
+            balances = escrow[account.address]
             lots = self._lots(session, account.address, balances, now.date())
             inputs.append(Account(account_id=account.address, household_id=account.household,
                                   mode=account.mode,  # type: ignore[arg-type]
@@ -236,13 +260,20 @@ class Keeper:
                                     "field": error.field, "reason": error.reason}))
         return {p.account_id: p for p in result.proposals}
 
-    def _escrow(self, owner: str, states: dict[str, dict[str, Any]]) -> dict[str, int]:
-        balances = {}
-        for symbol, state in states.items():
-            amount = self.pool.functions.balance_of(state["address"], owner).call()
-            if amount:
-                balances[symbol] = amount
-        return balances
+    def _escrow_many(self, owners: Sequence[str],
+                     states: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
+        """Free escrow balances per owner per symbol, through the Lens (one call per 256
+        owners instead of one per owner and token)."""
+        symbols = list(states)
+        tokens = [states[s]["address"] for s in symbols]
+        result: dict[str, dict[str, int]] = {}
+        for start in range(0, len(owners), LENS_OWNERS):
+            chunk = list(owners[start:start + LENS_OWNERS])
+            cells = self.lens.functions.escrow_balances(self.pool.address, tokens, chunk).call()
+            for i, owner in enumerate(chunk):
+                row = cells[i * len(tokens):(i + 1) * len(tokens)]
+                result[owner] = {s: v for s, v in zip(symbols, row, strict=True) if v}
+        return result
 
     def _lots(self, session: Session, owner: str, balances: dict[str, int],
               today: dt.date) -> tuple[TaxLot, ...]:
@@ -270,6 +301,44 @@ class Keeper:
                                    acquired=self._deploy_date()))
         return tuple(lots)
 
+    def _sync_deposits(self, session: Session) -> None:
+        """Record fund units deposited into escrow as acquisitions at the NAV in force at
+        that block (the chain does not know the investor's older basis; the deposit is where
+        the platform's ledger starts). Idempotent: refs are unique, a cursor bounds the scan."""
+        # Seeding deposits happen during deployment, so the first scan starts at genesis.
+        cursor = session.get(Cursor, "deposits") or Cursor(name="deposits", block=-1)
+        head = self.w3.eth.block_number
+        if head <= cursor.block:
+            return
+        logs = self.pool.events.Deposited().get_logs(from_block=cursor.block + 1, to_block=head)
+        navs: dict[str, list[tuple[int, int]]] = {}
+        for entry in logs:
+            args = entry["args"]
+            symbol = self.symbol_of.get(args["token"].lower())
+            if symbol is None or symbol == CASH_SYMBOL:
+                continue
+            ref = f"deposit:{entry['transactionHash'].hex()}:{entry['logIndex']}"
+            if session.get(FillRow, ref) is not None:
+                continue
+            if symbol not in navs:
+                navs[symbol] = self._nav_history(symbol)
+            nav = next(n for b, n in reversed(navs[symbol]) if b <= entry["blockNumber"])
+            block = self.w3.eth.get_block(entry["blockNumber"])
+            session.add(FillRow(ref=ref, account=args["owner"], symbol=symbol, side="buy",
+                                units=str(args["amount"]),
+                                cash=str(args["amount"] * nav // WAD), batch=-1,
+                                block_time=dt.datetime.fromtimestamp(block["timestamp"],
+                                                                     dt.UTC)))
+        cursor.block = head
+        session.add(cursor)
+        session.commit()
+
+    def _nav_history(self, symbol: str) -> list[tuple[int, int]]:
+        """(block, NAV) of every NavPublished of a token, oldest first."""
+        token = self.platform.token(symbol)
+        logs = token.events.NavPublished().get_logs(from_block=0)
+        return [(e["blockNumber"], e["args"]["nav"]) for e in logs]
+
     def ledger(self, session: Session, owner: str | None = None) -> TaxLedger:
         """The tax ledger rebuilt from recorded fills (of one owner, or all)."""
         query = select(FillRow).order_by(FillRow.block_time, FillRow.ref)
@@ -288,8 +357,8 @@ class Keeper:
 
     def _record_proposal(self, session: Session, account: ManagedAccount, batch: int,
                          version: Any, proposal: Proposal, states: dict[str, dict[str, Any]],
-                         today: dt.date, report: PassReport) -> None:
-        legs = self._legs(account, proposal, states)
+                         balances: dict[str, int], today: dt.date, report: PassReport) -> None:
+        legs = self._legs(account, proposal, states, balances.get(CASH_SYMBOL, 0))
         seen = session.get(ModelSeen, account.address) or ModelSeen(account=account.address)
         seen.model_id, seen.model_version, seen.planned_on = (
             version.model.model_id, version.version, today)
@@ -321,11 +390,12 @@ class Keeper:
         report.awaiting_signature += status == "awaiting_signature"
 
     def _legs(self, account: ManagedAccount, proposal: Proposal,
-              states: dict[str, dict[str, Any]]) -> list[tuple[str, Leg, tuple[str, ...]]]:
+              states: dict[str, dict[str, Any]], free_cash: int
+              ) -> list[tuple[str, Leg, tuple[str, ...]]]:
         """Proposal trades -> one leg per (instrument, side); sells first. Limits sit
         ``DEFAULT_LIMIT_BPS`` (or the tighter market band / mandate deviation) from NAV on
         the tick grid; buys are scaled to the free cash so the basket always places."""
-        mandate_bps = self._mandate_deviation(account)
+        mandate_bps = account.max_deviation_bps
         sells: dict[str, list] = {}
         buys: dict[str, Decimal] = {}
         for trade in proposal.trades:
@@ -341,8 +411,6 @@ class Keeper:
             leg = self._leg(symbol, False, quantity, states, mandate_bps)
             if leg is not None:
                 legs.append((symbol, leg, tuple(lot_ids)))
-        free_cash = self.pool.functions.balance_of(states[CASH_SYMBOL]["address"],
-                                                   account.address).call()
         for symbol, quantity in sorted(buys.items()):
             leg = self._leg(symbol, True, quantity, states, mandate_bps)
             if leg is None:
@@ -377,11 +445,6 @@ class Keeper:
             return None
         return Leg(market=state["address"], is_buy=is_buy, quantity=units, limit_price=limit)
 
-    def _mandate_deviation(self, account: ManagedAccount) -> int | None:
-        registry = self.platform.contract("ProfileRegistry")
-        mandate = registry.functions.mandate_of(account.address, self.sender.address).call()
-        return mandate[3] if mandate[5] else None
-
     # -- approvals and signatures (called by the UI / CLI) -------------------------------
 
     def approve(self, proposal_id: int, approver: str, approved: bool = True) -> ProposalRow:
@@ -409,6 +472,7 @@ class Keeper:
         """Store the investor's signatures (one per leg, in order); the next pass relays
         them. Raises ``InvalidInput`` if a signature is not the account owner's."""
         from eth_account import Account as EthAccount
+        from eth_account.messages import encode_typed_data
 
         with self.sessions() as session:
             row = session.get(ProposalRow, proposal_id)
@@ -421,8 +485,8 @@ class Keeper:
             for index, (order, signature) in enumerate(zip(row.orders, signatures, strict=True)):
                 message = typed_data(self._signed_order(order, expiry), self.w3.eth.chain_id,
                                      self.pool.address)
-                signer = EthAccount.recover_typed_data(full_message=message,
-                                                       signature=signature)
+                signer = EthAccount.recover_message(encode_typed_data(full_message=message),
+                                                    signature=signature)
                 if signer.lower() != row.account.lower():
                     raise InvalidInput(f"signatures[{index}]", f"signed by {row.account}",
                                        signer)
@@ -578,10 +642,16 @@ class Keeper:
                 continue
             orders = session.scalars(select(OrderRow).where(
                 OrderRow.batch == closed, OrderRow.status == "placed")).all()
+            started = time.perf_counter()
             for market in sorted({o.market for o in orders}):
                 self._clear(market, closed, report)
+            report.add_time("clear", started)
+            started = time.perf_counter()
             self._settle(session, orders, report)
+            report.add_time("settle", started)
+            started = time.perf_counter()
             report.fills_recorded += self._record_fills(session, closed, orders)
+            report.add_time("record", started)
             for row in session.scalars(select(ProposalRow).where(
                     ProposalRow.batch == closed, ProposalRow.status == "submitted")):
                 if all(o.status in ("settled", "void") for o in row.orders):
@@ -617,8 +687,14 @@ class Keeper:
             if order.basket_id is not None:
                 baskets.setdefault(order.basket_id, []).append(order)
         pending = []
+        ids = sorted(baskets)
+        open_ids: set[int] = set()
+        for start in range(0, len(ids), LENS_IDS):
+            chunk = ids[start:start + LENS_IDS]
+            flags = self.lens.functions.unsettled(self.pool.address, chunk).call()
+            open_ids.update(i for i, flag in zip(chunk, flags, strict=True) if flag)
         for basket_id, legs in sorted(baskets.items()):
-            if self.pool.functions.basket_hash(basket_id).call() == b"\x00" * 32:
+            if basket_id not in open_ids:
                 continue  # settled already (by its owner, by anyone, or by us before a crash)
             legs.sort(key=lambda o: o.basket_index or 0)
             pending.append((basket_id, Basket(owner=legs[0].account, batch=legs[0].batch,
@@ -634,9 +710,7 @@ class Keeper:
 
     def _record_fills(self, session: Session, batch: int, orders: Sequence[OrderRow]) -> int:
         by_basket = {(o.basket_id, o.basket_index): o for o in orders}
-        owners = sorted({o.account for o in orders})
-        logs = self.pool.events.Filled().get_logs(from_block=self.deploy_block,
-                                                  argument_filters={"owner": owners})
+        logs = self.pool.events.Filled().get_logs(from_block=self._first_block(orders))
         recorded = 0
         for entry in logs:
             args = entry["args"]
@@ -657,6 +731,17 @@ class Keeper:
         return recorded
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _first_block(self, orders: Sequence[OrderRow]) -> int:
+        """The earliest block that can hold events of these orders: where the first of
+        their placement transactions was mined (else the deployment block)."""
+        blocks = []
+        for tx_hash in {o.tx_hash for o in orders if o.tx_hash}:
+            try:
+                blocks.append(self.w3.eth.get_transaction_receipt(tx_hash)["blockNumber"])
+            except TransactionNotFound:
+                continue  # dropped: the legs were placed by a later transaction
+        return min(blocks, default=self.deploy_block)
 
     def _chain_time(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.w3.eth.get_block("latest")["timestamp"], dt.UTC)

@@ -116,6 +116,15 @@ class ModelSeen(Base):
     planned_on: Mapped[dt.date]
 
 
+class Cursor(Base):
+    """How far (block number) an event scan has got, by scan name."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; creates the SQLite folder and the tables if missing."""
     if url.startswith("sqlite:///"):
