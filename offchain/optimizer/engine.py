@@ -127,7 +127,7 @@ def run_engine(
     customs = dict(customizations_by_account or {})
     trades = list(household_trades)
     universe = build_universe(model, market)
-    solver = solver or BatchSolver(universe)
+    solver = solver or _cached_solver(universe)
     errors: list[AccountError] = []
     problems: list[AccountProblem] = []
     inputs: dict[str, tuple[Account, Customizations]] = {}
@@ -187,6 +187,22 @@ def run_engine(
         )
     return EngineRun(BatchResult(proposals=tuple(proposals), errors=tuple(errors)), universe,
                      solved, stats)
+
+
+_SOLVERS: dict[bytes, BatchSolver] = {}
+
+
+def _cached_solver(universe: Universe) -> BatchSolver:
+    """One solver (and factorization) per distinct risk model, costs and limits."""
+    key = b"".join([universe.cov.tobytes(), universe.cost.tobytes(),
+                    universe.class_matrix.tobytes(), repr(universe.risk_aversion).encode()])
+    solver = _SOLVERS.get(key)
+    if solver is None:
+        if len(_SOLVERS) > 16:
+            _SOLVERS.clear()
+        solver = _SOLVERS[key] = BatchSolver(universe)
+    solver.u = universe  # prices and staleness may differ; the factorization does not
+    return solver
 
 
 def _solve_chunked(solver: BatchSolver, problems: list[AccountProblem]):
@@ -280,7 +296,12 @@ def _proposal(
             out += v - _cost(v, market.cost_bps[sym])
         return out
 
+    # Float estimate first: the exact Decimal check only matters within a dollar of the minimum.
+    spend = float((1 + universe.cost) @ buys - (1 - universe.cost) @ sold)
+    near_min = (p.cash_budget - spend) * p.value < 1.0
     for i in sorted(buy_units, key=lambda i: -buy_units[i] * prices[universe.symbols[i]]):
+        if not near_min:
+            break
         short = custom.min_cash - cash_left()
         if short <= 0:
             break
@@ -385,6 +406,9 @@ def _weights(universe, p, buy_units, sell_units, prices, lots):
     return buys, sells
 
 
+_DEFAULTS: dict[type, dict] = {}
+
+
 def _construct(cls, **values):
     """A pydantic model from values this module computed and already trusts.
 
@@ -392,8 +416,10 @@ def _construct(cls, **values):
     which dominated proposals with dozens of lot trades.
     """
     obj = cls.__new__(cls)
-    fields = cls.model_fields
-    data = {name: values.get(name, f.default) for name, f in fields.items()}
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = _DEFAULTS[cls] = {name: f.default for name, f in cls.model_fields.items()}
+    data = {**defaults, **values}
     object.__setattr__(obj, "__dict__", data)
     object.__setattr__(obj, "__pydantic_fields_set__", set(values))
     object.__setattr__(obj, "__pydantic_extra__", None)
