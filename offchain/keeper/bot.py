@@ -594,20 +594,25 @@ class Keeper:
         logs = self.pool.events.OrderPlaced().get_logs(
             from_block=self.deploy_block, argument_filters={"owner": owners})
         before = sum(o.status == "placed" for o in unsure)
-        self._apply_placed(session, [e["args"] for e in logs if e["args"]["batch"] == batch])
+        self._apply_placed(session, [e["args"] for e in logs if e["args"]["batch"] >= batch])
         session.commit()
         return sum(o.status == "placed" for o in unsure) - before
 
     def _apply_placed(self, session: Session, events: Iterable[Any]) -> None:
         for ev in events:
+            # The chain says which batch a leg joined (a transaction mined just after a
+            # batch boundary joins the next one): match on everything else, then adopt it.
             candidates = session.scalars(select(OrderRow).where(
-                OrderRow.account == ev["owner"], OrderRow.batch == ev["batch"],
+                OrderRow.account == ev["owner"], OrderRow.batch <= ev["batch"],
                 OrderRow.market == ev["market"], OrderRow.is_buy == ev["is_buy"],
                 OrderRow.quantity == str(ev["quantity"]),
                 OrderRow.limit_price == str(ev["limit_price"]))).all()
+            if any(order.basket_id == ev["basket_id"] for order in candidates):
+                continue
             for order in candidates:
-                if order.basket_id is None or order.basket_id == ev["basket_id"]:
+                if order.status in ("planned", "sent") and order.basket_id is None:
                     order.status = "placed"
+                    order.batch = ev["batch"]
                     order.basket_id = ev["basket_id"]
                     order.basket_index = ev["index"]
                     break
