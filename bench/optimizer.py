@@ -32,16 +32,16 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread per process: we fork
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
-from offchain.optimizer import optimize_accounts  # noqa: E402
-from offchain.optimizer.engine import FEASIBILITY_TOL, run_engine  # noqa: E402
-from offchain.optimizer.problem import objective, violations  # noqa: E402
-from offchain.optimizer.reference import relative_gap, solve_reference  # noqa: E402
-from offchain.optimizer.synthetic import make_accounts, make_universe  # noqa: E402
+from offchain.optimizer import optimize_accounts
+from offchain.optimizer.engine import FEASIBILITY_TOL, run_engine
+from offchain.optimizer.problem import objective, violations
+from offchain.optimizer.reference import relative_gap, solve_reference
+from offchain.optimizer.synthetic import make_accounts, make_universe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "optimizer.json"
 UNIVERSE_SIZES = (16, 24, 32, 40)

@@ -33,8 +33,9 @@ from offchain.optimizer.solver import BatchSolver, SolveStats
 
 QUANTITY_STEP = Decimal("0.00000001")  # units are traded to 1e-8
 CENT = Decimal("0.01")
+# Weight units: a solution within this of every constraint is feasible.
 FEASIBILITY_TOL = 1e-9
-CHUNK = 1000  # accounts solved together  # weight units: a solution within this of every constraint is feasible
+CHUNK = 1000  # accounts solved together
 
 
 @dataclass
@@ -348,7 +349,8 @@ def _proposal(
         if p.model[i] == 0 and gap_before[i] > 0:
             why.append("not in this account's model (substituted, screened or not approved)")
         why.append(f"lot picked for least tax per unit ({term}-term, gain {gain})")
-        trades.append(_construct(Trade, symbol=lot.symbol, side="sell", quantity=qty, value=trade_value,
+        trades.append(_construct(Trade, symbol=lot.symbol, side="sell", quantity=qty,
+                                 value=trade_value,
                             cost=cost, lot_id=lot.lot_id, realized_gain=gain, term=term,
                             reason="; ".join(why)))
     for i, qty in sorted(buy_units.items()):
@@ -363,7 +365,8 @@ def _proposal(
         else:
             reason = (f"{sym} stands in for exposure the account cannot hold as modelled "
                       "(restricted, screened or wash-sale locked): lowers tracking error")
-        trades.append(_construct(Trade, symbol=sym, side="buy", quantity=qty, value=trade_value, cost=cost,
+        trades.append(_construct(Trade, symbol=sym, side="buy", quantity=qty, value=trade_value,
+                                 cost=cost,
                             reason=reason))
     spent = sum((t.value + t.cost for t in trades if t.side == "buy"), Decimal(0))
     raised = sum((t.value - t.cost for t in trades if t.side == "sell"), Decimal(0))

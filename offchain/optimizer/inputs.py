@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,8 +19,8 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class InstrumentKind(str, Enum):
-    """What a fund token is; cash is not an instrument of the optimizer (it is the account's cash)."""
+class InstrumentKind(StrEnum):
+    """What a fund token is. Cash is not an instrument here: it is the account's cash."""
 
     ETF = "etf"
     MUTUAL_FUND = "mutual_fund"

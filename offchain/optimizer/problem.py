@@ -28,7 +28,6 @@ from offchain.optimizer.inputs import (
     Account,
     Customizations,
     HouseholdTrade,
-    InstrumentKind,
     MarketData,
     ModelPortfolio,
 )
@@ -518,11 +517,6 @@ def violations(
         "class_hi": float(max(0.0, (cls - p.class_hi).max(initial=0.0))),
         "st_budget": max(0.0, st - p.st_budget),
     }
-
-
-def is_alternative(model: ModelPortfolio, symbol: str) -> bool:
-    """Whether ``symbol`` is an alternative fund (costlier, possibly gated)."""
-    return any(i.symbol == symbol and i.kind is InstrumentKind.ALTERNATIVE for i in model.instruments)
 
 
 __all__ = [

@@ -85,7 +85,8 @@ def make_universe(
                 attributes={"esg_score": esg, "fossil_fuels": bool(rng.random() < 0.2)}))
             loadings[sym] = tuple(float(v) for v in base + rng.normal(0, jitter + 0.005, N_FACTORS))
             spec[sym] = float((0.01 + (0.04 if jitter else 0.0)) ** 2 + rng.uniform(0, 2e-4))
-            cost[sym] = float(rng.uniform(2, 6) if kind is InstrumentKind.ETF else rng.uniform(5, 12))
+            etf = kind is InstrumentKind.ETF
+            cost[sym] = float(rng.uniform(2, 6) if etf else rng.uniform(5, 12))
             members.append(sym)
             approved.add(sym)
         index_members.append((cls, members))
@@ -242,7 +243,8 @@ def _random_customization(rng, model, symbols, esg, value) -> Customizations:
     subs: dict[str, str] = {}
     if rng.random() < 0.15:
         x = str(rng.choice(in_model))
-        partners = [s for s in symbols if s != x and s[:-1] == x[:-1] and s not in model.security_weights]
+        partners = [s for s in symbols
+                    if s != x and s[:-1] == x[:-1] and s not in model.security_weights]
         if partners:
             subs[x] = str(rng.choice(partners))
     budget = None
