@@ -40,3 +40,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="lightpool")
 def main() -> None:
     """LightPool: an open wealth-management platform on a shared ledger."""
+
+
+if __name__ == "__main__":
+    main()

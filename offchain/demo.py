@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,16 +31,23 @@ console = Console()
               help="node port")
 @click.option("--deployments", "deployments_path", type=click.Path(path_type=Path),
               default=None, help="deployments file (default: deployments/local.json)")
+@click.option("--ui-port", default=8501, show_default=True, type=click.IntRange(1, 65535),
+              help="port of the Streamlit UI")
+@click.option("--no-ui", is_flag=True, help="do not serve the UI")
+@click.option("--no-keeper", is_flag=True, help="do not run the keeper bot")
 @click.option("--exit-after-setup", is_flag=True,
               help="stop what was started once everything is deployed (for scripts)")
-def demo(host: str, port: int, deployments_path: Path | None, exit_after_setup: bool) -> None:
+def demo(host: str, port: int, deployments_path: Path | None, ui_port: int, no_ui: bool,
+         no_keeper: bool, exit_after_setup: bool) -> None:
     """Bring the platform up on a local chain and keep it running until Ctrl-C."""
     settings = get_settings()
     path = deployments_path or settings.deployments_file
     url = f"http://{host}:{port}"
     started: list[subprocess.Popen] = []
+    services = {"keeper": not no_keeper and not exit_after_setup,
+                "ui": not no_ui and not exit_after_setup}
     try:
-        _run(url, host, port, path, started, exit_after_setup)
+        _run(url, host, port, path, started, exit_after_setup, services, ui_port)
     except LightPoolError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -50,7 +58,7 @@ def demo(host: str, port: int, deployments_path: Path | None, exit_after_setup: 
 
 
 def _run(url: str, host: str, port: int, path: Path, started: list[subprocess.Popen],
-         exit_after_setup: bool) -> None:
+         exit_after_setup: bool, services: dict[str, bool], ui_port: int) -> None:
     from offchain.chain.session import check_against_node, ensure_deployed
 
     chain_id = node.probe_chain_id(host, port)
@@ -69,7 +77,22 @@ def _run(url: str, host: str, port: int, path: Path, started: list[subprocess.Po
     from offchain.chain.cli import status_table
 
     os.environ["LIGHTPOOL_RPC_URL"] = url
+    os.environ["LIGHTPOOL_DEPLOYMENTS_FILE"] = str(path)
     console.print(status_table(path))
+    logs = PROJECT_ROOT / ".lightpool"
+    if services["keeper"]:
+        with open(logs / "keeper.log", "ab") as log:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "offchain.cli", "keeper", "run"], cwd=PROJECT_ROOT,
+                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
+        console.print(f"keeper running (log: {logs / 'keeper.log'})")
+    if services["ui"]:
+        if node.port_in_use("127.0.0.1", ui_port):
+            raise LightPoolError(f"UI port {ui_port} is taken; pass --ui-port or --no-ui")
+        from offchain.ui_server import serve_ui
+
+        started.append(serve_ui(ui_port))
+        console.print(f"UI at http://localhost:{ui_port} (log: {logs / 'ui.log'})")
     console.print(_next_steps(url, path))
     if exit_after_setup:
         return
@@ -91,7 +114,10 @@ def _run(url: str, host: str, port: int, path: Path, started: list[subprocess.Po
 def _next_steps(url: str, path: Path) -> str:
     return (
         f"\n[bold]Running[/bold]: node {url}, deployments {path}\n"
-        "[bold]Next[/bold]: in another terminal, `source .venv/bin/activate` then\n"
+        "[bold]Next[/bold]: open the UI (Investor page: connect a wallet, review and sign the\n"
+        "proposal; Overlay manager: approve discretionary trades), or in another terminal\n"
+        "`source .venv/bin/activate` then\n"
         "  lightpool chain status       # every token's NAV and supply, read from chain\n"
+        "  lightpool keeper queue       # proposals and their status\n"
         "  lightpool --help             # profiles, plans, models, optimizer, keeper\n"
     )

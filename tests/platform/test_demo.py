@@ -105,8 +105,11 @@ def test_ctrl_c_stops_what_the_demo_started(tmp_path):
     port = free_port()
     deployments = tmp_path / "local.json"
     demo = subprocess.Popen(
-        [LIGHTPOOL, "demo", "--port", str(port), "--deployments", str(deployments)],
+        [LIGHTPOOL, "demo", "--port", str(port), "--deployments", str(deployments),
+         "--ui-port", str(free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "LIGHTPOOL_DATA_DIR": str(tmp_path / "data"),
+             "LIGHTPOOL_DATABASE_URL": f"sqlite:///{tmp_path / 'keeper.db'}"},
     )
     try:
         output = []
@@ -121,7 +124,7 @@ def test_ctrl_c_stops_what_the_demo_started(tmp_path):
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
         assert demo.returncode == 0, rest
-        assert "stopped 1 process(es)" in rest
+        assert "stopped 3 process(es)" in rest  # anvil, keeper, UI
         assert not node.port_in_use("127.0.0.1", port)
     finally:
         if demo.poll() is None:
