@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import TypeAdapter, ValidationError
@@ -35,7 +36,7 @@ from offchain.optimizer.inputs import (
 )
 
 
-def _load(path: Path | None, default: object, what: str) -> object:
+def _load(path: Path | None, default: Any, what: str) -> Any:
     if path is None:
         return default
     try:
@@ -66,7 +67,7 @@ def optimize(accounts_file, model_file, market_file, demo, show_trades, json_out
 
         model, market = make_universe(0, 24)
         accounts, customs, history = make_accounts(model, market, demo)
-        as_of = market.as_of.date()
+        as_of: dt.date | None = market.as_of.date()
     else:
         if accounts_file is None:
             raise click.UsageError("give --accounts FILE.json or --demo N")

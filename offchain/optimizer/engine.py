@@ -156,10 +156,13 @@ def run_engine(
     second: list[int] = []
     second_problems: list[AccountProblem] = []
     for k, (problem, sol) in enumerate(zip(problems, solutions, strict=True)):
-        if sol is None or not problem.harvestable_groups:
+        if not problem.harvestable_groups:
             continue
-        bought = {group_names[i] for i in np.flatnonzero(sol.buys > 1e-12)}
-        harvest = frozenset(problem.harvestable_groups - bought)
+        if sol is None:  # e.g. a withdrawal that only loss lots can fund
+            harvest = problem.harvestable_groups
+        else:
+            bought = {group_names[i] for i in np.flatnonzero(sol.buys > 1e-12)}
+            harvest = frozenset(problem.harvestable_groups - bought)
         if not harvest:
             continue
         second.append(k)
@@ -222,7 +225,9 @@ def _solve_chunked(solver: BatchSolver, problems: list[AccountProblem]):
 
 def _check_feasible(universe: Universe, p: AccountProblem) -> None:
     """Reject accounts whose cash needs no sale can meet (the exact check is the solver's)."""
-    raise_max = float((1 - universe.cost) @ p.sell_max)
+    sellable = np.minimum(np.bincount(p.lot_instrument, weights=p.lot_full_weight,
+                                      minlength=universe.n), p.sell_cap)
+    raise_max = float((1 - universe.cost) @ sellable)
     spend_min = float((1 - universe.cost) @ p.sell_min)
     if p.cash_budget + raise_max < -FEASIBILITY_TOL or p.cash_budget + spend_min < -1.0:
         raise InvalidInput(

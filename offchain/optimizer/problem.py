@@ -12,7 +12,7 @@ factor covariance, ``m`` the model (after substitutions and screens), ``t`` one-
 ``tax_l`` each lot's tax per unit sold (gain fraction times rate; a harvestable loss is
 negative). Customizations and wash sales become bounds. Wash sales make the true problem
 combinatorial (harvesting a loss forbids buying its group); the engine decides per group and
-the rule here is: a loss counts as a benefit only if nothing of its wash group can be bought.
+the rule here is: a loss lot may be sold only if nothing of its wash group can be bought today.
 """
 
 from __future__ import annotations
@@ -85,8 +85,12 @@ class AccountProblem:
     lot_ids: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
     harvestable_groups: frozenset[str] = frozenset()
-    lot_full_tax: np.ndarray = field(default_factory=lambda: np.zeros(0))  # loss always counted
-    lot_full_st: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Before the wash-sale guard and the limits' relaxation (see ``ProblemBuilder._limits``).
+    lot_full_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sell_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    over_max: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    class_lo_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    class_hi_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def build_universe(model: ModelPortfolio, market: MarketData) -> Universe:
@@ -393,40 +397,24 @@ class ProblemBuilder:
         wash_locked = (gain < 0) & no_loss_mask[lot_group]
         sellable = np.where(never_sell | deferred | wash_locked, 0.0, sellable)
         full_tax = rate * gain
-        harvestable = (gain < 0) & (-gain >= tax.loss_harvest_threshold) & (sellable > 0)
-        small_loss = (gain < 0) & ~harvestable
-        full_tax = np.where(small_loss & (-gain < tax.loss_harvest_threshold), 0.0, full_tax)
+        below_threshold = (gain < 0) & (-gain < tax.loss_harvest_threshold)
+        full_tax = np.where(below_threshold, 0.0, rate * gain)
         st_full = np.where(short, gain, 0.0)
+        # Wash-sale guard: a loss lot of a group that may be bought today is not sold (a loss
+        # sale and a purchase of its group on the same day is a wash sale). The engine lifts the
+        # guard group by group (``with_harvest``) where it gives up today's purchases instead.
         group_buyable = np.bincount(self.group_of, weights=buy_max > 0,
                                     minlength=len(self.group_names)) > 0
-        counted = ~harvestable | ~group_buyable[lot_group]
-        sell_max = np.minimum(np.bincount(inst, weights=sellable, minlength=n),
-                              self.capacity / value)
-        sell_min = np.zeros(n)
-        excess = holding - max_w
-        for i in np.flatnonzero(excess > 0):
-            if excess[i] > sell_max[i]:
-                notes.append(f"{u.symbols[i]} stays above the {max_w:.0%} position limit: "
-                             "restrictions or capacity allow selling only part of it")
-            sell_min[i] = min(excess[i], sell_max[i])
-
+        loss = (gain < 0) & (sellable > 0)
+        full_sellable = sellable
+        sellable = np.where(loss & group_buyable[lot_group], 0.0, sellable)
+        sell_cap = self.capacity / value
+        over_max = np.maximum(holding - max_w, 0.0)
         cash_w = float(account.cash) / value
         cash_budget = cash_w - float(custom.withdrawal) / value - float(custom.min_cash) / value
         cls_now = u.class_matrix @ holding
-        class_lo = u.class_lo - cls_now
-        class_hi = u.class_hi - cls_now
-        # Restrictions can make a class limit unreachable today: go as far as allowed.
-        most_sold = -(u.class_matrix @ sell_max)
-        most_bought = u.class_matrix @ buy_max
-        for k, cls in enumerate(u.asset_classes):
-            if class_hi[k] < most_sold[k]:
-                notes.append(f"{cls} stays above its {u.class_hi[k]:.0%} limit: restrictions "
-                             "allow selling only part of it")
-                class_hi[k] = most_sold[k]
-            if class_lo[k] > most_bought[k]:
-                notes.append(f"{cls} stays below its {u.class_lo[k]:.0%} limit: restrictions "
-                             "allow buying only part of it")
-                class_lo[k] = most_bought[k]
+        class_lo_raw = u.class_lo - cls_now
+        class_hi_raw = u.class_hi - cls_now
         st_budget = float("inf")
         if tax.short_term_gain_budget is not None:
             if tax.short_term_gain_budget < 0:
@@ -441,26 +429,56 @@ class ProblemBuilder:
             cash=cash_w,
             cash_budget=cash_budget,
             buy_max=buy_max,
-            sell_min=sell_min,
-            sell_max=sell_max,
-            class_lo=class_lo,
-            class_hi=class_hi,
+            sell_min=np.zeros(n),
+            sell_max=np.zeros(n),
+            class_lo=class_lo_raw,
+            class_hi=class_hi_raw,
             st_budget=st_budget,
             lot_instrument=inst,
             lot_weight=sellable,
             lot_held=lot_value / value,
-            lot_tax=np.where(counted, full_tax, 0.0),
+            lot_tax=full_tax,
             lot_gain=gain,
             lot_short=short,
-            lot_st_gain=np.where(counted, st_full, 0.0),
+            lot_st_gain=st_full,
             lot_ids=tuple(lot.lot_id for lot in lots),
             notes=notes,
             harvestable_groups=frozenset(
-                self.group_names[g] for g in np.unique(lot_group[harvestable])),
+                self.group_names[g] for g in np.unique(lot_group[loss])),
+            lot_full_weight=full_sellable,
+            sell_cap=sell_cap,
+            over_max=over_max,
+            class_lo_raw=class_lo_raw,
+            class_hi_raw=class_hi_raw,
         )
-        problem.lot_full_tax = full_tax
-        problem.lot_full_st = st_full
-        return problem
+        return self._limits(problem)
+
+    def _limits(self, p: AccountProblem) -> AccountProblem:
+        """Sell bounds and class limits from what may be sold and bought; a limit that the
+        restrictions make unreachable today is met as far as allowed (and noted)."""
+        u, n = self.u, self.u.n
+        sell_max = np.minimum(np.bincount(p.lot_instrument, weights=p.lot_weight, minlength=n),
+                              p.sell_cap)
+        sell_min = np.minimum(p.over_max, sell_max)
+        notes = [x for x in p.notes if "stays" not in x]
+        max_w = float(self.model.max_position_weight)
+        for i in np.flatnonzero(p.over_max > sell_max + 1e-15):
+            notes.append(f"{u.symbols[i]} stays above the {max_w:.0%} position limit: "
+                         "restrictions or capacity allow selling only part of it")
+        class_lo, class_hi = p.class_lo_raw.copy(), p.class_hi_raw.copy()
+        most_sold = -(u.class_matrix @ sell_max)
+        most_bought = u.class_matrix @ p.buy_max
+        for k, cls in enumerate(u.asset_classes):
+            if class_hi[k] < most_sold[k]:
+                notes.append(f"{cls} stays above its {u.class_hi[k]:.0%} limit: restrictions "
+                             "allow selling only part of it")
+                class_hi[k] = most_sold[k]
+            if class_lo[k] > most_bought[k]:
+                notes.append(f"{cls} stays below its {u.class_lo[k]:.0%} limit: restrictions "
+                             "allow buying only part of it")
+                class_lo[k] = most_bought[k]
+        return replace(p, sell_max=sell_max, sell_min=sell_min, class_lo=class_lo,
+                       class_hi=class_hi, notes=notes)
 
     def _household_windows(self, household_id: str) -> tuple[set[str], set[str]]:
         if household_id not in self._windows:
@@ -469,19 +487,20 @@ class ProblemBuilder:
         return self._windows[household_id]
 
     def with_harvest(self, p: AccountProblem, groups: frozenset[str]) -> AccountProblem:
-        """``p`` with the purchases of wash ``groups`` given up so that their losses count."""
+        """``p`` with the purchases of wash ``groups`` given up so that their losses may be
+        realized (lifts the wash-sale guard of their loss lots)."""
         mask = np.zeros(len(self.group_names), dtype=bool)
         mask[[self.group_names.index(g) for g in groups]] = True
         locked = mask[self.group_of]
         in_group = mask[self.group_of[p.lot_instrument]]
-        return replace(
+        harvested = replace(
             p,
             buy_max=np.where(locked, 0.0, p.buy_max),
-            lot_tax=np.where(in_group, p.lot_full_tax, p.lot_tax),
-            lot_st_gain=np.where(in_group, p.lot_full_st, p.lot_st_gain),
+            lot_weight=np.where(in_group, p.lot_full_weight, p.lot_weight),
             notes=[*p.notes, "wash sales: not buying " + ", ".join(sorted(groups))
-                   + " today so that its losses can be harvested"],
+                   + " today so that its losses can be realized"],
         )
+        return self._limits(harvested)
 
 
 def objective(universe: Universe, p: AccountProblem, buys: np.ndarray, sells: np.ndarray) -> float:

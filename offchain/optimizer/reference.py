@@ -43,7 +43,7 @@ def solve_reference(universe: Universe, p: AccountProblem) -> tuple[np.ndarray, 
         sold <= p.sell_max,
         (1 + universe.cost) @ b - (1 - universe.cost) @ sold <= p.cash_budget,
     ]
-    if n_lots:
+    if s is not None:
         cons += [s >= 0, s <= p.lot_weight]
         if np.isfinite(p.st_budget):
             cons.append(p.lot_st_gain @ s <= p.st_budget)
