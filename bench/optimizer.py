@@ -129,7 +129,7 @@ def run_size(n_accounts: int, sample: int, workers: int, seed: int) -> dict:
 @click.option("--seed", type=int, default=7, show_default=True)
 def main(sizes: tuple[int, ...], sample: int, workers: int, seed: int) -> None:
     """Run the optimizer benchmark and write bench/results/optimizer.json."""
-    console = Console()
+    console = Console(width=170)
     runs = []
     for n in sizes:
         console.print(f"[bold]{n} accounts[/bold] ...")

@@ -1,4 +1,20 @@
-"""``optimize_accounts``: the public entry point of the MyPortfolio optimizer."""
+"""``optimize_accounts``: the public entry point of the MyPortfolio optimizer.
+
+Per batch (one model, one market snapshot):
+
+1. Each account's data is validated and turned into its numeric problem
+   (``offchain.optimizer.problem``); bad data skips that account with a reason.
+2. All problems are solved together (``offchain.optimizer.solver``), in chunks.
+3. Wash sales: selling a loss lot and buying its group on the same day is never proposed. In
+   the first pass loss lots of groups that may be bought are held; for every group with loss
+   lots that the first pass did not buy, a second pass gives up today's purchases of that group
+   and lets its losses be realized (tax-loss harvesting, with a non-identical partner standing
+   in through the factor model). The second pass is what is proposed for those accounts.
+4. Weights become unit quantities (rounded down, 1e-8 units, so no lot is oversold and cash
+   stays at or above its minimum), money becomes ``Decimal`` cents, and every trade gets its
+   reason. Trades below ``Customizations.min_trade_value`` are dropped when the rest stays
+   feasible (the no-trade rule; L1 costs already keep a good account untouched).
+"""
 
 from __future__ import annotations
 
@@ -382,6 +398,10 @@ def _proposal(
     te_after = float(np.sqrt(max(0.0, d_after @ universe.cov @ d_after)))
     f0 = objective(universe, p, np.zeros(universe.n), np.zeros(p.lot_instrument.size))
     f1 = objective(universe, p, b_final, s_final)
+    band = float(model.drift_band)
+    for i in np.flatnonzero(np.abs(gap_before) > band):
+        notes.append(f"{universe.symbols[i]} was {gap_before[i]:+.1%} from its model weight "
+                     f"(drift band {band:.0%}); after trading {gap_after[i]:+.1%}")
     if not trades:
         notes.append("no trades: no change is worth its tax and transaction cost")
     return Proposal(

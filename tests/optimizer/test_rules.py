@@ -43,6 +43,7 @@ def test_a_drifted_account_trades_and_explains(model, market):
     assert proposal.tracking_error_after < proposal.tracking_error_before
     assert proposal.objective < proposal.objective_no_trade
     assert all(t.reason for t in proposal.trades)
+    assert any("USA" in n and "drift band" in n for n in proposal.notes)
     assert proposal.transaction_cost == sum(t.cost for t in proposal.trades)
     realized = sum(t.realized_gain for t in proposal.trades if t.side == "sell")
     assert proposal.realized_short_term + proposal.realized_long_term == realized
