@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from offchain.errors import ChainStateError
 MANIFEST = PROJECT_ROOT / ".build" / "__local__.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def abi(contract_name: str) -> list[dict[str, Any]]:
     """ABI of a project contract from ape's manifest; compiles with ape if missing."""
     if not MANIFEST.exists():

@@ -54,7 +54,8 @@ def load(path: Path) -> Deployments:
     Raises ``ChainStateError`` if it does not exist, ``InvalidInput`` if it is malformed.
     """
     if not path.exists():
-        raise ChainStateError(f"no deployments file at {path}; run the demo or `lightpool chain deploy`")
+        raise ChainStateError(
+            f"no deployments file at {path}; run the demo or `lightpool chain deploy`")
     try:
         return Deployments.model_validate_json(path.read_text())
     except ValidationError as exc:

@@ -41,7 +41,8 @@ def check_against_node(path: Path, url: str) -> Deployments | None:
     return None
 
 
-def ensure_deployed(path: Path, url: str, progress: Callable[[str], None]) -> tuple[Deployments, bool]:
+def ensure_deployed(path: Path, url: str, progress: Callable[[str], None]
+                    ) -> tuple[Deployments, bool]:
     """Return the live deployment at ``url``, deploying and seeding it first if needed.
 
     The second value says whether this call deployed. The file is written only after a

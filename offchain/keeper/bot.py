@@ -31,8 +31,8 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from sqlalchemy import select
-from web3.exceptions import TransactionNotFound
 from sqlalchemy.orm import Session, sessionmaker
+from web3.exceptions import TransactionNotFound
 
 from offchain.chain.contracts import Platform
 from offchain.chain.lightpool import MAX_BASKETS, Basket, Book, Leg, SignedOrder, typed_data

@@ -30,8 +30,8 @@ def build_keeper(wait_s: float = 30.0):
     settings = get_settings()
     platform = connect(settings)
     sender = Sender(platform.w3, KEEPER.private_key)
-    return Keeper(platform, make_sessions(settings.database_url), ModelStore(), sender, mandated_accounts(platform, sender.address, demo_directory()),
-                  wait_s=wait_s)
+    return Keeper(platform, make_sessions(settings.database_url), ModelStore(), sender,
+                  mandated_accounts(platform, sender.address, demo_directory()), wait_s=wait_s)
 
 
 @click.group()

@@ -61,7 +61,8 @@ def test_discretionary_accounts_rebalance_end_to_end(make_keeper, platform, clos
         assert any(lot.lot_id == fill.ref for lot in ledger.open_lots(fill.account))
 
 
-def test_advisory_proposal_is_signed_by_the_investor_and_relayed(make_keeper, platform, close_batch):
+def test_advisory_proposal_is_signed_by_the_investor_and_relayed(make_keeper, platform,
+                                                                  close_batch):
     keeper = make_keeper()
     batch = keeper.run_once().batch
     with keeper.sessions() as session:
