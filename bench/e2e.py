@@ -126,7 +126,8 @@ def setup_accounts(platform, url: str, n: int) -> list[str]:
             raw.add(issuer.private_key, platform.token(symbol).functions.mint(address, units))
     raw.flush()
     instruments = [platform.deployments.token(s) for s in V1]
-    for key, address in track(list(zip(keys, addresses, strict=True)), description="deposit + mandate"):
+    pairs = list(zip(keys, addresses, strict=True))
+    for key, address in track(pairs, description="deposit + mandate"):
         for symbol in symbols:
             token = platform.token(symbol)
             units = token.functions.balanceOf(address).call()
