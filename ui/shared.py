@@ -15,8 +15,10 @@ import streamlit as st
 from offchain.chain.contracts import Platform, connect
 from offchain.config import Settings, get_settings
 from offchain.errors import LightPoolError
+from offchain.keeper.bot import Keeper
 from offchain.models.portfolios import ModelStore
 from offchain.views import chain as chain_views
+from offchain.views import keeper as keeper_views
 from offchain.views import proposals as proposal_views
 
 # Session-state keys of the wallet, shared by every page.
@@ -53,6 +55,21 @@ def head(p: Platform) -> Head:
     """The chain's latest block."""
     block = p.w3.eth.get_block("latest")
     return Head(block["number"], block["hash"].hex())
+
+
+@st.cache_resource(show_spinner=False)
+def _keeper(rpc_url: str, deployments_file: str, database_url: str, data_dir: str) -> Keeper:
+    return keeper_views.open_keeper()
+
+
+def keeper(p: Platform) -> Keeper | None:
+    """The keeper of this deployment (its database and checks), or None if the deployment
+    has no LightPool (then there is no keeper to hand signatures or decisions to)."""
+    if "LightPool" not in p.deployments.contracts:
+        return None
+    settings = get_settings()
+    return _keeper(settings.rpc_url, str(settings.deployments_file), settings.database_url,
+                   settings.data_dir)
 
 
 def model_store() -> ModelStore:

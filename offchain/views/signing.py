@@ -93,3 +93,17 @@ def _no_floats(value: Any) -> Any:
     if isinstance(value, list):
         return [_no_floats(v) for v in value]
     return value
+
+
+# Largest integer a JavaScript number (and so a wallet parsing JSON) holds exactly.
+MAX_SAFE_JSON_INTEGER = 2**53 - 1
+
+
+def for_wallet(typed_data: dict[str, Any]) -> dict[str, Any]:
+    """``typed_data`` as a wallet must receive it: integers in the message beyond what a
+    JavaScript number holds exactly (token amounts in wei) become decimal strings, which
+    ``eth_signTypedData_v4`` accepts for ``uint256``; the signed digest is unchanged."""
+    message = {key: str(value) if isinstance(value, int) and not isinstance(value, bool)
+               and abs(value) > MAX_SAFE_JSON_INTEGER else value
+               for key, value in typed_data["message"].items()}
+    return {**typed_data, "message": message}

@@ -36,6 +36,7 @@ class DemoChain:
     rpc_url: str
     deployments_file: Path
     data_dir: Path
+    database_url: str
 
     def rpc(self, method: str, *params):
         answer = requests.post(self.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method,
@@ -46,7 +47,8 @@ class DemoChain:
     def env(self) -> dict[str, str]:
         return {"LIGHTPOOL_RPC_URL": self.rpc_url,
                 "LIGHTPOOL_DEPLOYMENTS_FILE": str(self.deployments_file),
-                "LIGHTPOOL_DATA_DIR": str(self.data_dir)}
+                "LIGHTPOOL_DATA_DIR": str(self.data_dir),
+                "LIGHTPOOL_DATABASE_URL": self.database_url}
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +71,8 @@ def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
                                    + (root / "demo.log").read_text(errors="replace")[-3000:])
             time.sleep(0.5)
         assert deployments.exists()
-        yield DemoChain(f"http://127.0.0.1:{port}", deployments, root / "data")
+        yield DemoChain(f"http://127.0.0.1:{port}", deployments, root / "data",
+                        f"sqlite:///{root / 'keeper.db'}")
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -81,15 +84,38 @@ def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
 
 
 @pytest.fixture
-def ui_env(demo_chain, monkeypatch) -> DemoChain:
-    """Point the app at the demo chain and start from empty Streamlit caches."""
+def ui_env(demo_chain, monkeypatch, tmp_path) -> DemoChain:
+    """Point the app at the demo chain with an empty keeper database of its own, and start
+    from empty Streamlit caches."""
     import streamlit as st
 
     for name, value in demo_chain.env().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LIGHTPOOL_DATABASE_URL", f"sqlite:///{tmp_path / 'keeper.db'}")
     st.cache_data.clear()
     st.cache_resource.clear()
     return demo_chain
+
+
+def plan_keeper_pass():
+    """Run the keeper's plan step once for the open batch with auto-approval off, so
+    discretionary proposals wait for the overlay manager and advisory ones for a signature.
+    Nothing is submitted, so nothing expires while a test looks at them."""
+    from offchain.keeper.bot import PassReport
+    from offchain.views.keeper import open_keeper
+
+    keeper = open_keeper()
+    keeper.auto_approve = None
+    batch = keeper.pool.functions.current_batch().call()
+    with keeper.sessions() as session:
+        keeper.plan(session, batch, PassReport(batch=batch))
+    return keeper
+
+
+@pytest.fixture
+def planned_keeper(ui_env):
+    """The keeper (on the test's own database) after one planning step."""
+    return plan_keeper_pass()
 
 
 @pytest.fixture
@@ -107,7 +133,18 @@ def ui_url(demo_chain, tmp_path_factory) -> Iterator[str]:
 
     port = free_port()
     log = tmp_path_factory.mktemp("ui-server") / "streamlit.log"
-    process = serve_ui(port, log_file=log, env={**os.environ, **demo_chain.env()})
+    env = {**os.environ, **demo_chain.env()}
+    previous = {name: os.environ.get(name) for name in demo_chain.env()}
+    os.environ.update(demo_chain.env())
+    try:
+        plan_keeper_pass()  # the proposals the browser test signs
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    process = serve_ui(port, log_file=log, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

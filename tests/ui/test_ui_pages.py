@@ -95,18 +95,66 @@ def test_investor_without_an_account_sees_no_proposal(ui_env):
     assert not any("Pending rebalance" in t for t in texts(at.subheader))
 
 
-def test_overlay_queue_lists_every_account_and_records_approval(ui_env):
+def test_overlay_shows_optimizer_proposals_before_the_keeper_plans(ui_env):
     at = page("overlay")
     assert any("No stale NAV" in t for t in texts(at.success))
-    queue = at.dataframe[0].value
+    assert any("not proposed anything yet" in t for t in texts(at.info))
+    preview = at.dataframe[0].value
     ordered = sorted(DEMO_INVESTORS, key=lambda i: not i.discretionary)
-    assert list(queue["investor"]) == [i.actor.name for i in ordered]
-    assert list(queue["status"]) == [
-        "pending" if i.discretionary else "awaiting investor" for i in ordered]
-    approve = [b for b in at.button if b.label == "Approve"]
-    assert len(approve) == sum(i.discretionary for i in ordered) >= 2
-    approve[0].click().run()
-    assert list(at.dataframe[0].value["status"])[:2] == ["approved", "pending"]
+    assert list(preview["investor"]) == [i.actor.name for i in ordered]
+    assert set(preview["status"]) == {"tradeable"} and (preview["trades"] > 0).all()
+    assert not [b for b in at.button if b.label.startswith("Approve")]
+
+
+def test_overlay_approves_and_rejects_keeper_proposals(planned_keeper):
+    from offchain.views import keeper as keeper_views
+
+    pending = [k for k in keeper_views.proposals(planned_keeper) if k.status == "pending_approval"]
+    discretionary = [i for i in DEMO_INVESTORS if i.discretionary]
+    assert {k.account for k in pending} == {i.actor.address for i in discretionary}
+    at = page("overlay")
+    queue = at.dataframe[0].value
+    assert set(queue["proposal"]) == {k.proposal_id for k in
+                                      keeper_views.proposals(planned_keeper)}
+    first, second = sorted(k.proposal_id for k in pending)
+    at.button(key=f"overlay.Approve.{first}").click().run()
+    assert any(f"Proposal #{first} approved" in t for t in texts(at.success))
+    at.button(key=f"overlay.Reject.{second}").click().run()
+    assert any(f"Proposal #{second} rejected" in t for t in texts(at.success))
+    status = {k.proposal_id: (k.status, k.decided_by)
+              for k in keeper_views.proposals(planned_keeper)}
+    assert status[first] == ("approved", "Overlay manager")
+    assert status[second] == ("rejected", "Overlay manager")
+    assert not [b for b in at.button if b.label.startswith("Approve")]
+
+
+def test_investor_sees_the_keepers_orders_to_sign(planned_keeper, platform):
+    from offchain.views import keeper as keeper_views
+
+    alice = DEMO_INVESTORS[0]
+    assert not alice.discretionary
+    mine = keeper_views.proposals(planned_keeper, alice.actor.address)[0]
+    assert mine.status == "awaiting_signature"
+    at = page("investor", **connected(alice.actor.address))
+    assert any("LightPool orders" in t for t in texts(at.subheader))
+    assert any(f"Keeper proposal #{mine.proposal_id}" in t for t in texts(at.caption))
+    legs = at.dataframe[-1].value
+    assert list(legs["symbol"]) == [leg.symbol for leg in mine.legs]
+    assert not legs["signed"].any()
+    payloads = at.json[0].value
+    payloads = json.loads(payloads) if isinstance(payloads, str) else payloads
+    assert len(payloads) == len(mine.legs)
+    assert {p["primaryType"] for p in payloads} == {"Order"}
+    assert {p["domain"]["verifyingContract"] for p in payloads} == {
+        platform.deployments.contract("LightPool")}
+    assert any("awaiting your signature" in t for t in texts(at.info))
+
+
+def test_discretionary_investor_has_nothing_to_sign(planned_keeper):
+    bao = next(i for i in DEMO_INVESTORS if i.discretionary)
+    at = page("investor", **connected(bao.actor.address))
+    assert any("pending approval" in t and "Nothing to sign" in t for t in texts(at.info))
+    assert not at.json
 
 
 def test_overlay_flags_stale_navs(ui_env, snapshot):
@@ -115,7 +163,7 @@ def test_overlay_flags_stale_navs(ui_env, snapshot):
     at = page("overlay")
     flags = at.dataframe[0].value
     assert "LCAP" in set(flags["symbol"]) and set(flags["problem"]) == {"stale NAV"}
-    statuses = list(at.dataframe[1].value["status"])
+    statuses = list(at.dataframe[1].value["status"])  # the optimizer's view of each account
     assert all(s.startswith("blocked:") for s in statuses)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -126,3 +127,18 @@ def test_issuer_actions_refuse_what_the_contract_refuses(platform):
         issuer_views.publish_nav(platform, "TIPS", Decimal(0))
     with pytest.raises(InvalidInput, match="receiver"):
         issuer_views.mint(platform, "TIPS", "bob", Decimal(1))
+
+
+def test_wallet_payloads_carry_wei_amounts_as_strings_and_anvil_signs_them(demo_chain, platform):
+    from offchain.chain.lightpool import SignedOrder, typed_data
+
+    owner = INVESTORS[0].address
+    order = SignedOrder(owner=owner, market=platform.deployments.token("AGGB"), is_buy=False,
+                        quantity=214_757_310_550_000_000_000, limit_price=97_630_000_000_000_000_000,
+                        nonce=7, expiry=1_900_000_000)
+    typed = typed_data(order, 31337, platform.deployments.contract("LightPool"))
+    payload = signing.for_wallet(typed)
+    assert payload["message"]["quantity"] == "214757310550000000000"
+    assert payload["message"]["nonce"] == 7 and payload["message"]["is_buy"] is False
+    signature = demo_chain.rpc("eth_signTypedData_v4", owner, json.dumps(payload))
+    assert signing.recover_signer(typed, signature) == owner

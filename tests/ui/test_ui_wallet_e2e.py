@@ -81,9 +81,18 @@ def wallet_button(page, label: str):
     raise AssertionError(f"no wallet button {label!r}")
 
 
-def test_investor_connects_sees_holdings_and_signs(browser, ui_url, demo_chain):
+def test_investor_connects_sees_holdings_and_signs(browser, ui_url, demo_chain, monkeypatch):
+    for name, value in demo_chain.env().items():
+        monkeypatch.setenv(name, value)
+    from offchain.views import keeper as keeper_views
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     investor = INVESTORS[0]
+    keeper = keeper_views.open_keeper()
+    proposal = keeper_views.proposals(keeper, investor.address)[0]
+    assert proposal.status == "awaiting_signature"
+    n_legs = len(proposal.legs)
+
     context, page = open_app(browser, ui_url, demo_chain.rpc_url, investor.address, None)
     try:
         expect = sync_api.expect
@@ -92,20 +101,25 @@ def test_investor_connects_sees_holdings_and_signs(browser, ui_url, demo_chain):
         expect(page.get_by_text(f"Connected: {investor.address}")).to_be_visible(
             timeout=WAIT_MS)
         expect(page.get_by_text("Holdings (read from chain)")).to_be_visible(timeout=WAIT_MS)
-        expect(page.get_by_text("Pending rebalance proposal")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text(f"Keeper proposal #{proposal.proposal_id}")).to_be_visible(
+            timeout=WAIT_MS)
         expect(page.get_by_text("Status: awaiting your signature.")).to_be_visible(
             timeout=WAIT_MS)
         page.screenshot(path=str(ARTIFACTS / "investor-connected.png"), full_page=True)
 
         wallet_button(page, "Sign with wallet").click()
-        approved = page.get_by_text("Status: approved")
-        expect(approved).to_be_visible(timeout=WAIT_MS)
-        assert investor.address in approved.inner_text()
-        signature = page.locator("[data-testid='stCode'] code").last.inner_text().strip()
-        assert signature.startswith("0x") and len(signature) == 132
+        signed = page.get_by_text("Status: signed.")
+        expect(signed).to_be_visible(timeout=WAIT_MS)
+        assert f"{n_legs} orders signed by {investor.address}" in signed.inner_text()
+        expect(page.get_by_text("Nothing to sign")).to_be_visible(timeout=WAIT_MS)
         page.screenshot(path=str(ARTIFACTS / "investor-signed.png"), full_page=True)
     finally:
         context.close()
+
+    after = keeper_views.proposals(keeper, investor.address)[0]
+    assert after.proposal_id == proposal.proposal_id
+    assert after.status != "awaiting_signature"
+    assert all(leg.signed for leg in after.legs) and len(after.legs) == n_legs
 
 
 def test_wallet_on_another_chain_is_refused(browser, ui_url, demo_chain):

@@ -10,13 +10,17 @@ import shared
 import streamlit as st
 from wallet import wallet_button
 
+from offchain.errors import InvalidInput
+from offchain.optimizer.inputs import Proposal
 from offchain.views import chain as chain_views
+from offchain.views import keeper as keeper_views
 from offchain.views import signing
 
 # Session-state keys of this page.
 LAST_ANSWER = "investor.last_wallet_answer"
 APPROVALS = "investor.approvals"  # proposal hash -> {"signature", "signer"}
 PAYLOADS = "investor.payloads"  # proposal hash -> typed data asked for (fixed deadline)
+SIGNED_ORDERS = "investor.signed_orders"  # the keeper's confirmation, shown once
 
 st.title("Investor")
 p = shared.platform()
@@ -43,6 +47,8 @@ if wallet_chain != expected_chain:
              "connect again.")
     st.stop()
 st.success(f"Connected: `{account}` on chain id {wallet_chain}")
+if SIGNED_ORDERS in st.session_state:
+    st.success(st.session_state.pop(SIGNED_ORDERS))
 
 key, block = shared.cache_key(p), shared.head(p)
 positions = shared.holdings(p, key, block, account)
@@ -81,10 +87,22 @@ chart = pd.DataFrame({
 st.bar_chart(chart, stack=False, y_label="weight (%)", horizontal=True)
 
 st.subheader("Pending rebalance proposal")
-if view.error is not None:
+keeper = shared.keeper(p)
+keeper_proposal = None
+if keeper is not None:
+    mine = keeper_views.proposals(keeper, account)
+    keeper_proposal = mine[0] if mine else None
+if keeper_proposal is not None:
+    # The keeper's proposal is what will trade; show its explanation, not a fresh run.
+    proposal = Proposal.model_validate(keeper_proposal.explanation)
+    st.caption(f"Keeper proposal #{keeper_proposal.proposal_id} for LightPool batch "
+               f"{keeper_proposal.batch} (model {keeper_proposal.model_id} "
+               f"v{keeper_proposal.model_version}): {keeper_proposal.status.replace('_', ' ')}")
+elif view.error is not None:
     st.warning(f"No proposal today: {view.error.field}: {view.error.reason}")
     st.stop()
-proposal = view.proposal
+else:
+    proposal = view.proposal
 if not proposal.trades:
     st.info("Your portfolio is within its model's bands: no trade is worth its cost today.")
     st.stop()
@@ -105,6 +123,43 @@ st.caption(f"Realized short-term {shared.money(proposal.realized_short_term)}, l
            f"{shared.money(proposal.realized_long_term)}; cash after "
            f"{shared.money(proposal.cash_after)} USDL. " + " ".join(proposal.notes))
 
+if keeper_proposal is not None:
+    st.subheader("LightPool orders")
+    st.dataframe(pd.DataFrame([{
+        "side": leg.side, "symbol": leg.symbol, "units": float(leg.quantity),
+        "limit price": float(leg.limit_price), "status": leg.status, "signed": leg.signed,
+    } for leg in keeper_proposal.legs]), hide_index=True, width="stretch")
+    if keeper_proposal.status != "awaiting_signature":
+        st.info(f"Status: {keeper_proposal.status.replace('_', ' ')}"
+                + (f" (by {keeper_proposal.decided_by})" if keeper_proposal.decided_by else "")
+                + ". Nothing to sign.")
+        st.stop()
+    requests = keeper_views.signing_requests(keeper, keeper_proposal.proposal_id)
+    with st.expander(f"What you sign ({len(requests)} EIP-712 LightPool orders)"):
+        st.json(requests)
+    request_id = f"keeper:{keeper_proposal.proposal_id}"
+    signed = wallet_button("sign", "Sign with wallet", request=request_id, key="investor.sign",
+                           account=account, typed_data=[signing.for_wallet(r) for r in requests])
+    if (signed and signed.get("request") == request_id
+            and signed != st.session_state.get(LAST_ANSWER)):
+        st.session_state[LAST_ANSWER] = signed
+        if signed["kind"] == "signed":
+            try:
+                keeper_views.record_signatures(keeper, keeper_proposal.proposal_id,
+                                               signed["signatures"])
+            except InvalidInput as exc:
+                st.error(f"The keeper refused the signatures: {exc}")
+            else:
+                st.session_state[SIGNED_ORDERS] = (
+                    f"Status: signed. {len(requests)} orders signed by `{account}` and "
+                    f"verified by the keeper; it relays them in LightPool batch "
+                    f"{keeper_proposal.batch}.")
+                st.rerun()
+        elif signed["kind"] == "error":
+            st.error(f"Not signed: {signed['message']}")
+    st.info("Status: awaiting your signature.")
+    st.stop()
+
 digest = signing.proposal_hash(proposal)
 payloads = st.session_state.setdefault(PAYLOADS, {})
 if digest not in payloads:
@@ -117,12 +172,13 @@ with st.expander("What you sign (EIP-712 RebalanceApproval)"):
     st.json(typed_data)
 
 signed = wallet_button("sign", "Sign with wallet", request=digest, key="investor.sign",
-                       account=account, typed_data=typed_data)
+                       account=account, typed_data=[typed_data])
 if signed and signed.get("request") == digest and signed != st.session_state.get(LAST_ANSWER):
     st.session_state[LAST_ANSWER] = signed
     if signed["kind"] == "signed":
-        signer = signing.recover_signer(typed_data, signed["signature"])
-        approvals[digest] = {"signature": signed["signature"], "signer": signer}
+        signature = signed["signatures"][0]
+        signer = signing.recover_signer(typed_data, signature)
+        approvals[digest] = {"signature": signature, "signer": signer}
     elif signed["kind"] == "error":
         st.error(f"Not signed: {signed['message']}")
 
