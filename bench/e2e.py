@@ -93,17 +93,26 @@ class RawSender:
         self.pending.append(self.accounts[key].sign_transaction(tx).raw_transaction.hex())
 
     def flush(self) -> None:
-        for start in range(0, len(self.pending), 500):
+        """Post the pending transactions in batches, letting the node's pool drain after
+        each; then check every sender's nonce moved as far as it should (all mined)."""
+        for start in range(0, len(self.pending), 200):
             body = [{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction",
                      "params": ["0x" + raw.removeprefix("0x")]}
-                    for i, raw in enumerate(self.pending[start:start + 500])]
+                    for i, raw in enumerate(self.pending[start:start + 200])]
             request = urllib.request.Request(self.url, json.dumps(body).encode(),
                                              {"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=120) as response:
                 for answer in json.loads(response.read()):
                     if "error" in answer:
                         raise RuntimeError(f"setup transaction refused: {answer['error']}")
+            while int(self.w3.provider.make_request("txpool_status", [])["result"]["pending"],
+                      16):
+                time.sleep(0.05)
         self.pending.clear()
+        for address, nonce in self.nonces.items():
+            mined = self.w3.eth.get_transaction_count(address)
+            if mined != nonce:
+                raise RuntimeError(f"{address}: {nonce - mined} setup transactions not mined")
 
 
 def setup_accounts(platform, url: str, n: int) -> list[str]:
@@ -117,8 +126,10 @@ def setup_accounts(platform, url: str, n: int) -> list[str]:
     expiry = w3.eth.get_block("latest")["timestamp"] + 365 * DAY
     symbols = ["USDL", *V1]
     navs = {s: platform.token(s).functions.nav().call() for s in symbols}
-    for address in track(addresses, description="attest + mint"):
+    for address in addresses:
         raw.add(ATTESTER.private_key, registry.functions.attest(address, 840, expiry))
+    raw.flush()  # attested before anything is minted to them
+    for address in track(addresses, description="mint"):
         for symbol in symbols:
             weight = CASH_WEIGHT if symbol == "USDL" else Decimal(V1[symbol])
             units = int(ACCOUNT_VALUE * weight * WAD) * WAD // navs[symbol]
@@ -139,6 +150,13 @@ def setup_accounts(platform, url: str, n: int) -> list[str]:
         if len(raw.pending) >= 2_000:
             raw.flush()
     raw.flush()
+    lens = platform.contract("Lens")
+    tokens = [platform.deployments.token(s) for s in symbols]
+    for start in range(0, n, 256):
+        chunk = addresses[start:start + 256]
+        cells = lens.functions.escrow_balances(pool.address, tokens, chunk).call()
+        if not all(cells):
+            raise RuntimeError("setup incomplete: an account's escrow lacks a position")
     return addresses
 
 
