@@ -1,7 +1,8 @@
 """A live demo chain for the UI tests: ``lightpool demo`` on a free port, kept running.
 
-One chain per session (deploying the universe takes a while); tests that move time or
-deploy extra state do it inside an anvil snapshot and revert it.
+One chain per session (deploying the universe takes a while), without the demo's own
+keeper and UI so that nothing trades behind the tests' back; tests that move time or send
+transactions do it inside an anvil snapshot and revert it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
     log = (root / "demo.log").open("wb")  # closed at teardown, after the demo stops
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("lightpool")), "demo", "--port", str(port),
-         "--deployments", str(deployments)],
+         "--deployments", str(deployments),
+         # The tests plan with their own keeper and serve their own UI: the chain stays quiet.
+         "--no-ui", "--no-keeper"],
         cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200"},
     )

@@ -76,8 +76,8 @@ def test_stale_nav_blocks_the_account_and_is_flagged(demo_chain, platform, store
 
 
 def test_a_token_outside_the_universe_is_flagged_unknown(demo_chain, platform, tmp_path):
-    deployments = platform.deployments.model_copy(
-        update={"tokens": {**platform.deployments.tokens, "XYZ": platform.deployments.token("LCAP")}})
+    tokens = {**platform.deployments.tokens, "XYZ": platform.deployments.token("LCAP")}
+    deployments = platform.deployments.model_copy(update={"tokens": tokens})
     path = tmp_path / "deployments.json"
     path.write_text(deployments.model_dump_json())
     other = connect(Settings(rpc_url=demo_chain.rpc_url, deployments_file=path))
@@ -134,8 +134,8 @@ def test_wallet_payloads_carry_wei_amounts_as_strings_and_anvil_signs_them(demo_
 
     owner = INVESTORS[0].address
     order = SignedOrder(owner=owner, market=platform.deployments.token("AGGB"), is_buy=False,
-                        quantity=214_757_310_550_000_000_000, limit_price=97_630_000_000_000_000_000,
-                        nonce=7, expiry=1_900_000_000)
+                        quantity=214_757_310_550_000_000_000,
+                        limit_price=97_630_000_000_000_000_000, nonce=7, expiry=1_900_000_000)
     typed = typed_data(order, 31337, platform.deployments.contract("LightPool"))
     payload = signing.for_wallet(typed)
     assert payload["message"]["quantity"] == "214757310550000000000"

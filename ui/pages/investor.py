@@ -111,9 +111,9 @@ cols = st.columns(4)
 cols[0].metric("Trades", len(proposal.trades))
 cols[1].metric("Estimated tax (USDL)", shared.money(proposal.tax_cost))
 cols[2].metric("Transaction cost (USDL)", shared.money(proposal.transaction_cost))
+te_change = (proposal.tracking_error_after - proposal.tracking_error_before) * 100
 cols[3].metric("Tracking error", shared.percent(proposal.tracking_error_after),
-               delta=f"{(proposal.tracking_error_after - proposal.tracking_error_before) * 100:.2f} pp",
-               delta_color="inverse")
+               delta=f"{te_change:.2f} pp", delta_color="inverse")
 st.dataframe(pd.DataFrame([{
     "side": t.side, "symbol": t.symbol, "units": float(t.quantity), "value": float(t.value),
     "cost": float(t.cost), "realized gain": float(t.realized_gain or 0), "term": t.term or "",
