@@ -52,6 +52,7 @@ CENT = Decimal("0.01")
 # Weight units: a solution within this of every constraint is feasible.
 FEASIBILITY_TOL = 1e-9
 CHUNK = 1000  # accounts solved together
+_BPS = Decimal(10_000)
 
 
 @dataclass
@@ -305,50 +306,58 @@ def _proposal(
                 notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
                 buy_units, sell_units = keep_b, keep_s
 
+    # Cash units of every trade, once: (value, cost) in cents.
+    bps = {s: Decimal(repr(market.cost_bps[s])) for s in prices}
+
+    def value_cost(sym: str, qty: Decimal) -> tuple[Decimal, Decimal]:
+        v = (qty * prices[sym]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        return v, (v * bps[sym] / _BPS).quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+    buy_vc = {i: value_cost(universe.symbols[i], q) for i, q in buy_units.items()}
+    sell_vc = {k: value_cost(lots[p.lot_ids[k]].symbol, q) for k, q in sell_units.items()}
+    cash_after = (account.cash - custom.withdrawal
+                  + sum((v - c for v, c in sell_vc.values()), Decimal(0))
+                  - sum((v + c for v, c in buy_vc.values()), Decimal(0)))
     # Rounding (units down, costs to the cent) must never take cash below the minimum: trim
     # the largest buys by the shortfall.
-    def cash_left() -> Decimal:
-        out = account.cash - custom.withdrawal
-        for i, q in buy_units.items():
-            v = (q * prices[universe.symbols[i]]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-            out -= v + _cost(v, market.cost_bps[universe.symbols[i]])
-        for k, q in sell_units.items():
-            sym = lots[p.lot_ids[k]].symbol
-            v = (q * prices[sym]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-            out += v - _cost(v, market.cost_bps[sym])
-        return out
-
-    # Float estimate first: the exact Decimal check only matters within a dollar of the minimum.
-    spend = float((1 + universe.cost) @ buys - (1 - universe.cost) @ sold)
-    near_min = (p.cash_budget - spend) * p.value < 1.0
-    for i in sorted(buy_units, key=lambda i: -buy_units[i] * prices[universe.symbols[i]]):
-        if not near_min:
-            break
-        short = custom.min_cash - cash_left()
+    for i in sorted(buy_units, key=lambda i: -buy_vc[i][0]):
+        short = custom.min_cash - cash_after
         if short <= 0:
             break
-        price = prices[universe.symbols[i]]
-        cut = (short * 2 / price).quantize(QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
+        sym = universe.symbols[i]
+        cut = (short * 2 / prices[sym]).quantize(QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
+        v, c = buy_vc.pop(i)
+        cash_after += v + c
         buy_units[i] = max(Decimal(0), buy_units[i] - cut)
         if buy_units[i] == 0:
             del buy_units[i]
+        else:
+            buy_vc[i] = value_cost(sym, buy_units[i])
+            cash_after -= sum(buy_vc[i])
 
     b_final, s_final = _weights(universe, p, buy_units, sell_units, prices, lots)
     groups = {i.symbol: i.wash_group or i.symbol for i in model.instruments}
     bought_groups = {groups[universe.symbols[i]] for i in buy_units}
     trades: list[Trade] = []
     st_gain = lt_gain = tax_cost = tc_total = Decimal(0)
-    rates = custom.tax
+    # Python scalars once: numpy scalar access and formatting dominate per-trade work.
+    gap_b, gap_a = gap_before.tolist(), gap_after.tolist()
+    forced, target = p.sell_min.tolist(), p.model.tolist()
+    lot_tax, lot_short, lot_inst = p.lot_tax.tolist(), p.lot_short.tolist(), \
+        p.lot_instrument.tolist()
+    rate_of = {"short": Decimal(repr(custom.tax.short_term_rate)),
+               "long": Decimal(repr(custom.tax.long_term_rate))}
+    cap_text = f"{model.max_position_weight:.0%}"
     for k, qty in sorted(sell_units.items(), key=lambda kv: p.lot_ids[kv[0]]):
         lot = lots[p.lot_ids[k]]
-        i = int(p.lot_instrument[k])
-        price = prices[lot.symbol]
-        trade_value = (qty * price).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        cost = _cost(trade_value, market.cost_bps[lot.symbol])
+        sym = lot.symbol
+        i = lot_inst[k]
+        price = prices[sym]
+        trade_value, cost = sell_vc[k]
         gain = (qty * (price - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        term = "short" if p.lot_short[k] else "long"
-        rate = Decimal(repr(rates.short_term_rate if term == "short" else rates.long_term_rate))
-        disallowed = gain < 0 and groups[lot.symbol] in bought_groups
+        term = "short" if lot_short[k] else "long"
+        rate = rate_of[term]
+        disallowed = gain < 0 and groups[sym] in bought_groups
         if term == "short":
             st_gain += gain
         else:
@@ -357,41 +366,36 @@ def _proposal(
             tax_cost += gain * rate
         tc_total += cost
         why = []
-        if p.sell_min[i] > 0:
-            why.append(f"brings {lot.symbol} under the {model.max_position_weight:%} limit")
+        if forced[i] > 0:
+            why.append(f"brings {sym} under the {cap_text} position limit")
         if needs_cash:
             why.append("raises cash for the withdrawal / minimum cash")
-        if p.lot_tax[k] < 0:
-            why.append(f"harvests a {term}-term loss of {-gain} (saves about {-gain * rate:.2f})")
+        if lot_tax[k] < 0:
+            why.append(f"harvests a {term}-term loss of {-gain} (saves about "
+                       f"{(-gain * rate).quantize(CENT)})")
         elif disallowed:
             why.append("loss disallowed (wash sale with today's purchase of its group)")
-        if gap_before[i] > 0:
-            why.append(f"{lot.symbol} is {gap_before[i] * 1e4:.0f} bp over its model weight")
-        if p.model[i] == 0 and gap_before[i] > 0:
-            why.append("not in this account's model (substituted, screened or not approved)")
+        if gap_b[i] > 0:
+            why.append(f"{sym} is {gap_b[i] * 1e4:.0f} bp over its model weight")
+            if target[i] == 0:
+                why.append("not in this account's model (substituted, screened or not approved)")
         why.append(f"lot picked for least tax per unit ({term}-term, gain {gain})")
-        trades.append(_construct(Trade, symbol=lot.symbol, side="sell", quantity=qty,
-                                 value=trade_value,
-                            cost=cost, lot_id=lot.lot_id, realized_gain=gain, term=term,
-                            reason="; ".join(why)))
+        trades.append(_construct(Trade, symbol=sym, side="sell", quantity=qty,
+                                 value=trade_value, cost=cost, lot_id=lot.lot_id,
+                                 realized_gain=gain, term=term, reason="; ".join(why)))
     for i, qty in sorted(buy_units.items()):
         sym = universe.symbols[i]
-        trade_value = (qty * prices[sym]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        cost = _cost(trade_value, market.cost_bps[sym])
+        trade_value, cost = buy_vc[i]
         tc_total += cost
-        if gap_before[i] < 0 and p.model[i] > 0:
-            reason = (f"{sym} is {-gap_before[i] * 1e4:.0f} bp under its model weight "
-                      f"({gap_after[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
+        if gap_b[i] < 0 and target[i] > 0:
+            reason = (f"{sym} is {-gap_b[i] * 1e4:.0f} bp under its model weight "
+                      f"({gap_a[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
                       "error by more than it costs")
         else:
             reason = (f"{sym} stands in for exposure the account cannot hold as modelled "
                       "(restricted, screened or wash-sale locked): lowers tracking error")
         trades.append(_construct(Trade, symbol=sym, side="buy", quantity=qty, value=trade_value,
-                                 cost=cost,
-                            reason=reason))
-    spent = sum((t.value + t.cost for t in trades if t.side == "buy"), Decimal(0))
-    raised = sum((t.value - t.cost for t in trades if t.side == "sell"), Decimal(0))
-    cash_after = account.cash - custom.withdrawal + raised - spent
+                                 cost=cost, reason=reason))
     te_before = float(np.sqrt(max(0.0, gap_before @ universe.cov @ gap_before)))
     d_after = p.holding + b_final - np.bincount(p.lot_instrument, weights=s_final,
                                                 minlength=universe.n) - p.model
@@ -453,8 +457,3 @@ def _construct(cls, **values):
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
-
-
-def _cost(trade_value: Decimal, bps: float) -> Decimal:
-    return (trade_value * Decimal(repr(bps)) / Decimal(10_000)).quantize(
-        CENT, rounding=ROUND_HALF_EVEN)
