@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     deployments_file: Path = PROJECT_ROOT / "deployments" / "local.json"
     # Folder (or fsspec URL) holding encrypted profiles and other off-chain data.
     data_dir: str = str(PROJECT_ROOT / ".lightpool")
+    # LightPool's batch cadence in seconds, used when the platform is deployed.
+    batch_seconds: int = 60
     # SQLAlchemy URL of the keeper's and ledger's database.
     database_url: str = f"sqlite:///{PROJECT_ROOT / '.lightpool' / 'lightpool.db'}"
 

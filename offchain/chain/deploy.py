@@ -15,12 +15,13 @@ from eth_utils import keccak
 from offchain.chain.actors import ADMIN, ATTESTER, ISSUER_ACTORS, ISSUER_AGENT, KEEPER, Actor
 from offchain.chain.deployments import Deployments
 from offchain.chain.seed import DEMO_INVESTORS, seed_pool_accounts, units_for_value
+from offchain.config import get_settings
 from offchain.universe import CASH_SYMBOL, DAY, UNIVERSE, WAD, FundKind, funds, instrument
 
 # Attestations in the demo last a year.
 ATTESTATION_DAYS = 365
-# LightPool's cadence: a batch a minute; sealed orders are revealed in the first 10 s after.
-BATCH_SECONDS = 60
+# LightPool's cadence: a batch a minute by default (LIGHTPOOL_BATCH_SECONDS); sealed orders
+# are revealed in the first 10 s after a batch closes.
 REVEAL_SECONDS = 10
 # Every market quotes on a one-cent grid; orders under ~10 USDL are refused as spam.
 TICK = WAD // 100
@@ -122,7 +123,7 @@ def _deploy_pool(project: Any, accounts: Any, admin: Any, registry: Any,
     clearing_math = admin.deploy(project.ClearingMath)
     cash = tokens[CASH_SYMBOL]
     pool = admin.deploy(project.LightPool, cash.address, registry.address,
-                        clearing_math.address, BATCH_SECONDS, REVEAL_SECONDS)
+                        clearing_math.address, get_settings().batch_seconds, REVEAL_SECONDS)
     lens = admin.deploy(project.Lens)
     cash_issuer = _account(accounts, ISSUER_ACTORS[instrument(CASH_SYMBOL).issuer])
     cash.set_allowlisted(pool.address, True, sender=cash_issuer)

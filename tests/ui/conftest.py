@@ -64,7 +64,9 @@ def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
          # The tests plan with their own keeper and serve their own UI: the chain stays quiet.
          "--no-ui", "--no-keeper"],
         cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
+        # Hour-long batches: proposals planned by a test stay in their batch until the test
+        # itself moves chain time to the close, however slow the machine.
+        env={**os.environ, "COLUMNS": "200", "LIGHTPOOL_BATCH_SECONDS": "3600"},
     )
     try:
         deadline = time.monotonic() + 300
@@ -113,6 +115,12 @@ def plan_keeper_pass():
     with keeper.sessions() as session:
         keeper.plan(session, batch, PassReport(batch=batch))
     return keeper
+
+
+@pytest.fixture
+def plan_pass():
+    """The planning step as a function, for tests that plan again after moving time."""
+    return plan_keeper_pass
 
 
 @pytest.fixture

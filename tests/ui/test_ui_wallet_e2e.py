@@ -1,5 +1,6 @@
 """End to end in a real headless Chromium: the investor connects an EIP-1193 wallet, sees
-on-chain holdings and the proposal, and signs the approval with the wallet.
+on-chain holdings and the keeper's proposal, signs its orders with the wallet, and, once the
+keeper has relayed them and the batch has cleared and settled, sees it settled.
 
 The wallet is a provider injected into every frame (components run in iframes) that answers
 accounts itself and forwards ``eth_chainId`` and ``eth_signTypedData_v4`` to anvil, whose
@@ -81,7 +82,7 @@ def wallet_button(page, label: str):
     raise AssertionError(f"no wallet button {label!r}")
 
 
-def test_investor_connects_sees_holdings_and_signs(browser, ui_url, demo_chain, monkeypatch):
+def test_investor_connects_signs_and_sees_it_settled(browser, ui_url, demo_chain, monkeypatch):
     for name, value in demo_chain.env().items():
         monkeypatch.setenv(name, value)
     from offchain.views import keeper as keeper_views
@@ -89,6 +90,9 @@ def test_investor_connects_sees_holdings_and_signs(browser, ui_url, demo_chain, 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     investor = INVESTORS[0]
     keeper = keeper_views.open_keeper()
+    # The test chain runs hour-long batches (conftest), so the orders signed here are still
+    # in their batch when the keeper relays them; the test then moves time to the close.
+    pool = keeper.pool
     proposal = keeper_views.proposals(keeper, investor.address)[0]
     assert proposal.status == "awaiting_signature"
     n_legs = len(proposal.legs)
@@ -120,6 +124,29 @@ def test_investor_connects_sees_holdings_and_signs(browser, ui_url, demo_chain, 
     assert after.proposal_id == proposal.proposal_id
     assert after.status != "awaiting_signature"
     assert all(leg.signed for leg in after.legs) and len(after.legs) == n_legs
+
+    # The keeper relays the signed orders, the batch closes, the keeper clears and settles.
+    from offchain.keeper.cli import build_keeper
+
+    runner = build_keeper(wait_s=30)
+    relayed = runner.run_once()
+    assert not relayed.errors, relayed.errors
+    close = (pool.functions.batch_close(proposal.batch).call()
+             + pool.functions.reveal_period().call() + 1)
+    demo_chain.rpc("evm_setNextBlockTimestamp", close)
+    demo_chain.rpc("evm_mine")
+    report = runner.run_once()
+    assert report.settled_baskets >= n_legs and not report.errors
+    settled = keeper_views.proposals(keeper, investor.address)[0]
+    assert settled.proposal_id == proposal.proposal_id and settled.status == "settled"
+
+    context, page = open_app(browser, ui_url, demo_chain.rpc_url, investor.address, None)
+    try:
+        wallet_button(page, "Connect wallet").click()
+        sync_api.expect(page.get_by_text("Status: settled")).to_be_visible(timeout=WAIT_MS)
+        page.screenshot(path=str(ARTIFACTS / "investor-settled.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_wallet_on_another_chain_is_refused(browser, ui_url, demo_chain):
