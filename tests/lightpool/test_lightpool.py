@@ -612,3 +612,17 @@ def test_claim_fee_refuses(pool, fund, funded, investor, keeper, mandate):
     mandate(investor, [fund])
     with ape.reverts("lightpool: no fee"):
         pool.claim_fee(investor, sender=keeper)
+
+
+def test_claim_fee_stops_at_expiry(pool, cash, fund, funded, investor, keeper, mandate,
+                                   registry, chain):
+    mandate(investor, [fund], annual_fee=365 * WAD, days=1)
+    expiry = registry.mandate_of(investor, keeper).expiry
+    granted = registry.mandate_of(investor, keeper).granted_at
+    chain.mine(timestamp=expiry + 10 * DAY)
+    tx = pool.claim_fee(investor, sender=keeper)
+    [log] = tx.decode_logs(pool.FeeAccrued)
+    assert log.paid_until == expiry
+    assert log.amount == 365 * WAD * (expiry - granted) // (365 * DAY)
+    with ape.reverts("lightpool: nothing accrued"):
+        pool.claim_fee(investor, sender=keeper)
