@@ -144,6 +144,10 @@ def test_investor_connects_signs_and_sees_it_settled(browser, ui_url, demo_chain
     try:
         wallet_button(page, "Connect wallet").click()
         sync_api.expect(page.get_by_text("Status: settled")).to_be_visible(timeout=WAIT_MS)
+        # Tables and charts draw on canvases after the text: let them paint for the picture.
+        sync_api.expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible(
+            timeout=WAIT_MS)
+        page.wait_for_timeout(3_000)
         page.screenshot(path=str(ARTIFACTS / "investor-settled.png"), full_page=True)
     finally:
         context.close()
