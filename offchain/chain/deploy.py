@@ -1,4 +1,4 @@
-"""Deploy and seed the platform with ape: registry, 17 fund tokens, demo investors.
+"""Deploy and seed the platform with ape: registry, 17 fund tokens, LightPool, demo investors.
 
 Used by ``lightpool demo``, ``lightpool chain deploy`` and ``ape run deploy``. Needs a
 connected ape provider (``networks.ethereum.local.use_provider("foundry")``).
@@ -20,6 +20,29 @@ from offchain.universe import CASH_SYMBOL, DAY, UNIVERSE, WAD, FundKind, funds, 
 
 # Attestations in the demo last a year.
 ATTESTATION_DAYS = 365
+# LightPool cadence of the demo: 5-minute batches, sealed orders revealed within 60 seconds.
+BATCH_SECONDS = 300
+REVEAL_SECONDS = 60
+# Market terms: ticks of about 1 bp of the listing NAV (the grid is fixed at listing), orders
+# of at least 0.01 units, limits within 10% of NAV (alternatives 20%).
+TICK_BPS = 1
+MIN_ORDER_UNITS = 10**16
+PRICE_BAND_BPS = {FundKind.ALTERNATIVE: 2_000}
+DEFAULT_PRICE_BAND_BPS = 1_000
+# Issuers' standing liquidity per batch, in units: enough for the demo's rebalances.
+ISSUER_CAPACITY_UNITS = 10_000 * 10**18
+
+
+def market_terms(nav_wad: int, kind: FundKind) -> tuple[int, int, int]:
+    """(tick spacing, min quantity, price band bps) of a fund's LightPool market.
+
+    The tick is 1 bp of the listing NAV rounded down to a power of ten of cash units, so
+    every NAV-relative price the keeper quotes lands on the grid and a batch's limits within
+    the band span a bounded number of ticks.
+    """
+    raw = max(nav_wad * TICK_BPS // 10_000, 1)
+    spacing = 10 ** (len(str(raw)) - 1)
+    return spacing, MIN_ORDER_UNITS, PRICE_BAND_BPS.get(kind, DEFAULT_PRICE_BAND_BPS)
 # LightPool's cadence: a batch a minute by default (LIGHTPOOL_BATCH_SECONDS); sealed orders
 # are revealed in the first 10 s after a batch closes.
 REVEAL_SECONDS = 10
@@ -87,6 +110,25 @@ def deploy_platform(project: Any, accounts: Any, chain: Any,
                                       sender=issuer)
         tokens[item.symbol] = token.address
         contracts_by_symbol[item.symbol] = token
+
+    progress("LightPool")
+    clearing_math = admin.deploy(project.ClearingMath)
+    pool = admin.deploy(project.LightPool, tokens[CASH_SYMBOL], registry.address,
+                        clearing_math.address, BATCH_SECONDS, REVEAL_SECONDS)
+    for item in UNIVERSE:
+        issuer = _account(accounts, ISSUER_ACTORS[item.issuer])
+        token = contracts_by_symbol[item.symbol]
+        token.set_allowlisted(pool.address, True, sender=issuer)
+        if item.kind == FundKind.CASH:
+            continue
+        progress(f"LightPool market {item.symbol}")
+        token.set_minter(pool.address, True, sender=issuer)
+        spacing, min_quantity, band = market_terms(item.nav_wad, item.kind)
+        pool.list_market(token.address, spacing, min_quantity, band, sender=admin)
+        # ETFs and mutual funds create and redeem; alternatives only redeem, within the gate.
+        creation = 0 if item.kind == FundKind.ALTERNATIVE else ISSUER_CAPACITY_UNITS
+        pool.set_issuer_liquidity(token.address, item.issuer_fee_bps, creation,
+                                  ISSUER_CAPACITY_UNITS, sender=issuer)
 
     for investor in DEMO_INVESTORS:
         progress(f"investor {investor.actor.name}")
