@@ -106,10 +106,30 @@ def optimize_accounts(
 _SHARED: tuple = ()
 
 
-def _run_part(bounds: tuple[int, int]) -> BatchResult:
+_TRADE_FIELDS = tuple(Trade.model_fields)
+_PROPOSAL_FIELDS = tuple(f for f in Proposal.model_fields if f != "trades")
+
+
+def _run_part(bounds: tuple[int, int]) -> tuple[list, tuple[AccountError, ...]]:
+    """A worker's share, as plain tuples: pickling pydantic objects costs more than solving."""
     model, accounts, market, customs, trades, as_of = _SHARED
-    return run_engine(model, accounts[bounds[0]:bounds[1]], market, customs, trades,
-                      as_of).result
+    result = run_engine(model, accounts[bounds[0]:bounds[1]], market, customs, trades,
+                        as_of).result
+    packed = [
+        (tuple(getattr(p, f) for f in _PROPOSAL_FIELDS),
+         [tuple(getattr(t, f) for f in _TRADE_FIELDS) for t in p.trades])
+        for p in result.proposals
+    ]
+    return packed, result.errors
+
+
+def _unpack(packed: list) -> list[Proposal]:
+    return [
+        _construct(Proposal, **dict(zip(_PROPOSAL_FIELDS, fields, strict=True)),
+                   trades=tuple(_construct(Trade, **dict(zip(_TRADE_FIELDS, t, strict=True)))
+                                for t in trades))
+        for fields, trades in packed
+    ]
 
 
 def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> BatchResult:
@@ -125,9 +145,10 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
             parts = pool.map(_run_part, bounds)
     finally:
         _SHARED = ()
-    return BatchResult(
-        proposals=tuple(p for part in parts for p in part.proposals),
-        errors=tuple(e for part in parts for e in part.errors),
+    return _construct(
+        BatchResult,
+        proposals=tuple(p for packed, _ in parts for p in _unpack(packed)),
+        errors=tuple(e for _, errors in parts for e in errors),
     )
 
 
