@@ -19,6 +19,7 @@ Per batch (one model, one market snapshot):
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
@@ -161,7 +162,23 @@ def run_engine(
     as_of: dt.date | None = None,
     solver: BatchSolver | None = None,
 ) -> EngineRun:
-    """``optimize_accounts`` with the numeric detail kept (see ``EngineRun``); same errors."""
+    """``optimize_accounts`` with the numeric detail kept (see ``EngineRun``); same errors.
+
+    The cyclic garbage collector is paused for the batch: it creates many small acyclic
+    objects, and with a large book in memory each collection would scan all of it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_engine(model, accounts, market, customizations_by_account, household_trades,
+                           as_of, solver)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_engine(model, accounts, market, customizations_by_account, household_trades, as_of,
+                solver) -> EngineRun:
     as_of = as_of or market.as_of.date()
     customs = dict(customizations_by_account or {})
     trades = list(household_trades)
