@@ -20,17 +20,16 @@ from offchain.universe import CASH_SYMBOL, DAY, UNIVERSE, WAD, FundKind, funds, 
 
 # Attestations in the demo last a year.
 ATTESTATION_DAYS = 365
-# LightPool cadence of the demo: 5-minute batches, sealed orders revealed within 60 seconds.
-BATCH_SECONDS = 300
-REVEAL_SECONDS = 60
 # Market terms: ticks of about 1 bp of the listing NAV (the grid is fixed at listing), orders
 # of at least 0.01 units, limits within 10% of NAV (alternatives 20%).
 TICK_BPS = 1
 MIN_ORDER_UNITS = 10**16
 PRICE_BAND_BPS = {FundKind.ALTERNATIVE: 2_000}
 DEFAULT_PRICE_BAND_BPS = 1_000
-# Issuers' standing liquidity per batch, in units: enough for the demo's rebalances.
-ISSUER_CAPACITY_UNITS = 10_000 * 10**18
+# Each issuer creates/redeems up to this many units per batch (alternatives only redeem,
+# within their gate), and keeps this much cash in escrow to pay redemptions.
+ISSUER_CAPACITY_UNITS = 1_000_000 * WAD
+ISSUER_RESERVE = 50_000_000 * WAD
 
 
 def market_terms(nav_wad: int, kind: FundKind) -> tuple[int, int, int]:
@@ -46,16 +45,6 @@ def market_terms(nav_wad: int, kind: FundKind) -> tuple[int, int, int]:
 # LightPool's cadence: a batch a minute by default (LIGHTPOOL_BATCH_SECONDS); sealed orders
 # are revealed in the first 10 s after a batch closes.
 REVEAL_SECONDS = 10
-# Every market quotes on a one-cent grid; orders under ~10 USDL are refused as spam.
-TICK = WAD // 100
-MIN_ORDER_VALUE = 10
-# Limits within 5% of NAV (listed funds) or 10% (alternatives, monthly NAV).
-LISTED_BAND_BPS = 500
-ALTERNATIVE_BAND_BPS = 1_000
-# Each issuer creates/redeems up to this many units per batch (alternatives: gate too),
-# and keeps this much cash in escrow to pay redemptions.
-ISSUER_CAPACITY_UNITS = 1_000_000 * WAD
-ISSUER_RESERVE = 50_000_000 * WAD
 
 Progress = Callable[[str], None]
 
@@ -111,25 +100,6 @@ def deploy_platform(project: Any, accounts: Any, chain: Any,
         tokens[item.symbol] = token.address
         contracts_by_symbol[item.symbol] = token
 
-    progress("LightPool")
-    clearing_math = admin.deploy(project.ClearingMath)
-    pool = admin.deploy(project.LightPool, tokens[CASH_SYMBOL], registry.address,
-                        clearing_math.address, BATCH_SECONDS, REVEAL_SECONDS)
-    for item in UNIVERSE:
-        issuer = _account(accounts, ISSUER_ACTORS[item.issuer])
-        token = contracts_by_symbol[item.symbol]
-        token.set_allowlisted(pool.address, True, sender=issuer)
-        if item.kind == FundKind.CASH:
-            continue
-        progress(f"LightPool market {item.symbol}")
-        token.set_minter(pool.address, True, sender=issuer)
-        spacing, min_quantity, band = market_terms(item.nav_wad, item.kind)
-        pool.list_market(token.address, spacing, min_quantity, band, sender=admin)
-        # ETFs and mutual funds create and redeem; alternatives only redeem, within the gate.
-        creation = 0 if item.kind == FundKind.ALTERNATIVE else ISSUER_CAPACITY_UNITS
-        pool.set_issuer_liquidity(token.address, item.issuer_fee_bps, creation,
-                                  ISSUER_CAPACITY_UNITS, sender=issuer)
-
     for investor in DEMO_INVESTORS:
         progress(f"investor {investor.actor.name}")
         who = _account(accounts, investor.actor)
@@ -175,10 +145,10 @@ def _deploy_pool(project: Any, accounts: Any, admin: Any, registry: Any,
         issuer = _account(accounts, ISSUER_ACTORS[item.issuer])
         token.set_allowlisted(pool.address, True, sender=issuer)
         token.set_minter(pool.address, True, sender=issuer)
-        band = ALTERNATIVE_BAND_BPS if item.kind == FundKind.ALTERNATIVE else LISTED_BAND_BPS
-        min_quantity = MIN_ORDER_VALUE * WAD * WAD // item.nav_wad
-        pool.list_market(token.address, TICK, max(min_quantity, 1), band, sender=admin)
-        pool.set_issuer_liquidity(token.address, item.issuer_fee_bps, ISSUER_CAPACITY_UNITS,
+        spacing, min_quantity, band = market_terms(item.nav_wad, item.kind)
+        pool.list_market(token.address, spacing, min_quantity, band, sender=admin)
+        creation = 0 if item.kind == FundKind.ALTERNATIVE else ISSUER_CAPACITY_UNITS
+        pool.set_issuer_liquidity(token.address, item.issuer_fee_bps, creation,
                                   ISSUER_CAPACITY_UNITS, sender=issuer)
         if item.issuer not in funded_issuers:
             # The issuer's redemption reserve: cash in escrow that redemptions are paid from.
