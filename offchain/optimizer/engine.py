@@ -279,12 +279,14 @@ def _solve_chunked(solver: BatchSolver, problems: list[AccountProblem]):
 
 
 def _check_feasible(universe: Universe, p: AccountProblem) -> None:
-    """Reject accounts whose cash needs no sale can meet (the exact check is the solver's)."""
+    """Reject accounts whose cash needs no sale can meet (the exact check is the solver's).
+
+    Raises ``InvalidInput`` on field ``withdrawal``.
+    """
     sellable = np.minimum(np.bincount(p.lot_instrument, weights=p.lot_full_weight,
                                       minlength=universe.n), p.sell_cap)
     raise_max = float((1 - universe.cost) @ sellable)
-    spend_min = float((1 - universe.cost) @ p.sell_min)
-    if p.cash_budget + raise_max < -FEASIBILITY_TOL or p.cash_budget + spend_min < -1.0:
+    if p.cash_budget + raise_max < -FEASIBILITY_TOL:
         raise InvalidInput(
             "withdrawal",
             "cash needs that the sellable lots can meet",
