@@ -67,14 +67,19 @@ def probe_chain_id(host: str, port: int) -> int | None:
 
 
 def start_anvil(host: str, port: int, log_path: Path, chain_id: int = LOCAL_CHAIN_ID,
-                timeout_s: float = 20.0) -> subprocess.Popen:
-    """Start anvil on ``host:port`` with the demo's dev accounts; wait until it answers."""
+                timeout_s: float = 20.0, state_file: Path | None = None) -> subprocess.Popen:
+    """Start anvil on ``host:port`` with the demo's dev accounts; wait until it answers.
+
+    With ``state_file`` the chain (state, blocks, receipts) is loaded from it if it exists
+    and written back when anvil is stopped with SIGINT: a node that survives restarts.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [str(anvil_binary()), "--host", host, "--port", str(port),
          "--chain-id", str(chain_id), "--accounts", str(DEV_ACCOUNT_COUNT),
-         "--mnemonic", TEST_MNEMONIC, "--hardfork", "prague", "--gas-limit", "30000000"],
+         "--mnemonic", TEST_MNEMONIC, "--hardfork", "prague", "--gas-limit", "30000000",
+         *(["--state", str(state_file)] if state_file else [])],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ},
     )
