@@ -519,6 +519,8 @@ def test_issuer_redemption_respects_gate(pool, cash, make_fund, connect, fund_ac
     fund_account(issuer, cash_amount=10_000 * WAD, units=0)  # the redemption reserve
     pool.set_issuer_liquidity(alt, 100, 0, 50 * WAD, sender=issuer)  # redeem at 99
     seller = place(pool, investor, leg(alt, False, 20 * WAD, P * 98 // 100))
+    cash_before = pool.balance_of(cash, investor)
+    reserve_before = pool.balance_of(cash, issuer)
     tx = clear(pool, alt, seller[1].batch, chain, keeper)
     [log] = tx.decode_logs(pool.BatchCleared)
     # Supply exceeds the gated redemption, so the price falls to the marginal seller's limit.
@@ -528,8 +530,8 @@ def test_issuer_redemption_respects_gate(pool, cash, make_fund, connect, fund_ac
     assert alt.totalSupply() == 95 * WAD
     pool.settle(seller[0], seller[1].as_tuple(), sender=investor)
     assert pool.balance_of(alt, investor) == 95 * WAD
-    assert pool.balance_of(cash, investor) == 5 * 98 * WAD
-    assert pool.balance_of(cash, issuer) == 10_000 * WAD - 5 * 98 * WAD
+    assert pool.balance_of(cash, investor) == cash_before + 5 * 98 * WAD
+    assert pool.balance_of(cash, issuer) == reserve_before - 5 * 98 * WAD
 
 
 def test_stale_nav_voids_batch(pool, cash, fund, funded, investor, keeper, chain):
