@@ -68,7 +68,8 @@ def _slot(*keys: Any, base: int) -> int:
     # Vyper HashMap: keccak256(slot ++ key), nested left to right.
     slot = base
     for key in keys:
-        encoded = encode(["address"], [key]) if isinstance(key, str) else encode(["uint256"], [key])
+        kind = "address" if isinstance(key, str) else "uint256"
+        encoded = encode([kind], [key])
         slot = int.from_bytes(keccak(encode(["uint256"], [slot]) + encoded), "big")
     return slot
 
@@ -79,8 +80,9 @@ class Chain:
     def __init__(self) -> None:
         self.port = _free_port()
         self.proc = subprocess.Popen(
-            [str(anvil_binary()), "--port", str(self.port), "--auto-impersonate", "--accounts", "20",
-             "--gas-limit", str(BLOCK_GAS), "--code-size-limit", "24576", "--silent"],
+            [str(anvil_binary()), "--port", str(self.port), "--auto-impersonate",
+             "--accounts", "20", "--gas-limit", str(BLOCK_GAS), "--code-size-limit", "24576",
+             "--silent"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{self.port}",
@@ -317,11 +319,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{'base/order':>11} {'all-in/order':>13} {'ticks':>6} {'max tx gas':>11}")
     print(header)
     for row in rows:
+        max_tx = max(row[k] for k in ("max_place_tx_gas", "max_clear_tx_gas",
+                                      "max_settle_tx_gas"))
         print(f"{row['orders']:>7} {row['placement_gas_per_order']:>12,} "
               f"{row['clearing_gas_per_market']:>13,} {row['settlement_gas_per_order']:>13,} "
               f"{row['base_gas_per_order']:>11,} {row['all_in_gas_per_order']:>13,} "
               f"{row['ticks_per_market']:>6} "
-              f"{max(row['max_place_tx_gas'], row['max_clear_tx_gas'], row['max_settle_tx_gas']):>11,}")
+              f"{max_tx:>11,}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"batches": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -17,7 +17,7 @@ from offchain.chain.lightpool import CURVE_ORDER, SignedOrder, sign_order
 from offchain.chain.node import anvil_binary
 from offchain.universe import DAY, WAD, FundKind
 
-from .conftest import BATCH, CASH0, MIN_QTY, NAV, REVEAL, TICK, UNITS0, leg, legs
+from .conftest import BATCH, CASH0, MIN_QTY, NAV, REVEAL, TICK, leg, legs
 
 P = NAV
 ALICE = roles.INVESTORS[0]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ape
-import pytest
 
 from offchain.chain import actors as roles
 from offchain.chain.lightpool import (
     Basket,
     Book,
     Clearing,
-    IssuerLiquidity,
     SignedOrder,
     commitment,
     compute_clearing,

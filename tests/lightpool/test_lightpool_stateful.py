@@ -122,7 +122,7 @@ def test_lightpool_ghost_ledger(world):
     issuer, keeper, investors = world["issuer"], world["keeper"], world["investors"]
     accounts = [issuer, keeper, *investors]
     all_tokens = [cash, *tokens]
-    market_info = {t.address: m for t, m in zip(tokens, MARKETS)}
+    market_info = {t.address: m for t, m in zip(tokens, MARKETS, strict=True)}
 
     legs_st = st.lists(
         st.tuples(st.integers(0, len(tokens) - 1), st.booleans(), st.integers(1, 60),
@@ -139,7 +139,8 @@ def test_lightpool_ghost_ledger(world):
                              for t in all_tokens}
             self.baskets: dict[int, Basket] = {}  # open (unsettled) baskets
             self.cancelled: set[tuple[int, int]] = set()
-            self.commits: dict[bytes, tuple] = {}  # commitment -> (owner, batch, leg, salt, token, amount, reveal)
+            # commitment -> (owner, batch, leg, salt, token, amount, reveal?)
+            self.commits: dict[bytes, tuple] = {}
             self.clearings: dict[tuple[str, int], Clearing] = {}
             self.filled: set[tuple[int, int]] = set()
             self.fills = 0
@@ -201,7 +202,7 @@ def test_lightpool_ghost_ledger(world):
             logs = pool.events.OrderPlaced().process_receipt(receipt, errors=DISCARD)
             ids = sorted({log.args.basket_id for log in logs})
             assert len(ids) == len(owner_legs)
-            for basket_id, (owner, legs) in zip(ids, owner_legs):
+            for basket_id, (owner, legs) in zip(ids, owner_legs, strict=True):
                 basket = Basket(owner=owner, batch=batch, legs=tuple(legs))
                 assert pool.functions.basket_hash(basket_id).call() == basket.hash()
                 self.baskets[basket_id] = basket
@@ -457,7 +458,7 @@ def test_lightpool_ghost_ledger(world):
 
         @rule()
         def reclaim(self):
-            for digest, (who, batch, leg, salt, token, amount, reveal) in list(
+            for digest, (who, batch, _leg, _salt, token, amount, _reveal) in list(
                     self.commits.items()):
                 over = self.now() >= pool.functions.batch_close(batch).call() + REVEAL
                 receipt = self.send(pool.functions.reclaim(digest, who, batch, token, amount),
