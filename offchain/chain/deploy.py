@@ -6,15 +6,20 @@ connected ape provider (``networks.ethereum.local.use_provider("foundry")``).
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from eth_utils import keccak
-
 from offchain.chain.actors import ADMIN, ATTESTER, ISSUER_ACTORS, ISSUER_AGENT, KEEPER, Actor
 from offchain.chain.deployments import Deployments
-from offchain.chain.seed import DEMO_INVESTORS, seed_pool_accounts, units_for_value
+from offchain.chain.seed import (
+    DEMO_INVESTORS,
+    seed_pool_accounts,
+    seed_profiles,
+    units_for_value,
+)
+from offchain.cloud.crypto import public_key_of
+from offchain.cloud.store import PROFILE_SCOPE
 from offchain.config import get_settings
 from offchain.universe import CASH_SYMBOL, DAY, UNIVERSE, WAD, FundKind, funds, instrument
 
@@ -53,19 +58,13 @@ def _account(accounts: Any, actor: Actor) -> Any:
     return accounts.test_accounts[actor.index]
 
 
-def demo_profile_commitment(address: str, risk_category: int, discretionary: bool) -> bytes:
-    """Commitment of a demo investor's seed profile: keccak256(canonical JSON || salt)."""
-    profile = {"owner": address.lower(), "risk_category": risk_category,
-               "mode": "discretionary" if discretionary else "advisory", "version": 1}
-    canonical = json.dumps(profile, sort_keys=True, separators=(",", ":")).encode()
-    salt = keccak(b"lightpool-demo-salt" + bytes.fromhex(address[2:]))
-    return keccak(canonical + salt)
-
-
 def deploy_platform(project: Any, accounts: Any, chain: Any,
-                    progress: Progress = lambda _msg: None) -> Deployments:
+                    progress: Progress = lambda _msg: None,
+                    profile_store: str | None = None) -> Deployments:
     """Deploy ProfileRegistry and every FundToken, attest and seed the demo investors.
 
+    The investors' profiles go encrypted into ``profile_store`` (an fsspec URL; default:
+    ``LIGHTPOOL_DATA_DIR/profiles``), shared with the keeper; only commitments go on chain.
     Returns the addresses; the caller writes them to the deployments file.
     """
     admin = _account(accounts, ADMIN)
@@ -100,14 +99,14 @@ def deploy_platform(project: Any, accounts: Any, chain: Any,
         tokens[item.symbol] = token.address
         contracts_by_symbol[item.symbol] = token
 
+    keeper_key = KEEPER.private_key
+    as_of = dt.datetime.fromtimestamp(chain.pending_timestamp, dt.UTC).date()
+    commitments = seed_profiles(profile_store, as_of, public_key_of(keeper_key), expiry)
     for investor in DEMO_INVESTORS:
         progress(f"investor {investor.actor.name}")
         who = _account(accounts, investor.actor)
-        registry.commit_profile(
-            demo_profile_commitment(who.address, investor.risk_category,
-                                    investor.discretionary),
-            sender=who,
-        )
+        registry.commit_profile(commitments[who.address], sender=who)
+        registry.grant_consent(KEEPER.address, PROFILE_SCOPE, expiry, sender=who)
         for symbol, value in investor.opening_values.items():
             issuer = _account(accounts, ISSUER_ACTORS[instrument(symbol).issuer])
             contracts_by_symbol[symbol].mint(who.address, units_for_value(symbol, value),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from offchain.chain.actors import INVESTORS, Actor
+from offchain.cloud.profile import Profile
 from offchain.universe import WAD, instrument
 
 # ISO 3166-1 numeric codes.
@@ -89,3 +90,47 @@ def seed_pool_accounts(accounts, chain, registry, pool, tokens: dict, keeper_add
             int(MANDATE_FEE[investor.discretionary] * WAD),
             chain.pending_timestamp + MANDATE_DAYS * DAY, sender=who,
         )
+
+
+def demo_profile(investor: DemoInvestor, as_of) -> Profile:  # as_of: datetime.date
+    """The demo investor's financial profile (what MyFinancialCloud stores, encrypted):
+    questionnaire scores at the investor's risk category, one goal, taxes, service mode."""
+    import datetime as dt
+
+    from offchain.cloud.profile import parse_profile
+
+    category = investor.risk_category
+    value = sum(investor.opening_values.values(), Decimal(0))
+    return parse_profile({
+        "investor": investor.actor.address,
+        "as_of": as_of.isoformat(),
+        "investable_assets": str(value),
+        "risk": {"capacity": category, "tolerance": category, "horizon_years": 5 + 5 * category},
+        "goals": [{"name": "Retirement", "amount": str(value * 3),
+                   "target_date": (as_of + dt.timedelta(days=365 * (5 + 5 * category)))
+                   .isoformat(), "priority": "important"}],
+        "explicit": {"exclusions": ["structured_products"],
+                     "themes": ["green_energy"] if investor.jurisdiction == JURISDICTION_DE
+                     else []},
+        "tax": {"account_type": "taxable", "income_rate": "0.32",
+                "long_term_gains_rate": "0.15"},
+        "service_mode": "discretionary" if investor.discretionary else "advisory",
+    })
+
+
+def seed_profiles(store_url: str | None, as_of, keeper_public_key: bytes, expiry: int,
+                  investors=DEMO_INVESTORS) -> dict[str, bytes]:
+    """Store each demo investor's profile encrypted under a key from their wallet signature,
+    share it with the keeper (ECIES grant), and return investor -> commitment to put on
+    chain with the matching consent grant."""
+    from offchain.cloud.store import ProfileStore, WalletUnlock
+
+    store = ProfileStore(store_url)
+    commitments = {}
+    for investor in investors:
+        vault = store.vault(investor.actor.address,
+                            WalletUnlock.from_private_key(investor.actor.private_key))
+        saved = vault.save_profile(demo_profile(investor, as_of))
+        vault.grant(keeper_public_key, expiry)
+        commitments[investor.actor.address] = saved.commitment
+    return commitments

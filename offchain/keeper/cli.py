@@ -18,11 +18,13 @@ console = Console()
 
 
 def build_keeper(wait_s: float = 30.0):
-    """The keeper for the configured deployment, database and model store (demo accounts)."""
+    """The keeper for the configured deployment, database, model store and profile store:
+    it manages the accounts whose owners granted it a mandate and shared their profile."""
     from offchain.chain.actors import KEEPER
     from offchain.chain.contracts import connect
     from offchain.chain.tx import Sender
-    from offchain.keeper.accounts import demo_directory, mandated_accounts
+    from offchain.cloud.store import ProfileStore
+    from offchain.keeper.accounts import granted_profiles, mandated_accounts
     from offchain.keeper.bot import Keeper
     from offchain.keeper.db import make_sessions
     from offchain.models.portfolios import ModelStore
@@ -30,8 +32,10 @@ def build_keeper(wait_s: float = 30.0):
     settings = get_settings()
     platform = connect(settings)
     sender = Sender(platform.w3, KEEPER.private_key)
-    return Keeper(platform, make_sessions(settings.database_url), ModelStore(), sender,
-                  mandated_accounts(platform, sender.address, demo_directory()), wait_s=wait_s)
+    models = ModelStore()
+    profiles = granted_profiles(platform, KEEPER.private_key, ProfileStore(), models)
+    return Keeper(platform, make_sessions(settings.database_url), models, sender,
+                  mandated_accounts(platform, sender.address, profiles), wait_s=wait_s)
 
 
 @click.group()

@@ -16,8 +16,9 @@ from offchain.chain import node
 from offchain.chain.actors import KEEPER
 from offchain.chain.contracts import connect
 from offchain.chain.tx import Sender
+from offchain.cloud.store import ProfileStore
 from offchain.config import Settings
-from offchain.keeper.accounts import demo_directory, mandated_accounts
+from offchain.keeper.accounts import granted_profiles, mandated_accounts
 from offchain.keeper.bot import Keeper
 from offchain.keeper.db import make_sessions
 from offchain.models.portfolios import ModelStore
@@ -53,9 +54,11 @@ def test_node_restart_mid_batch(tmp_path):
         def make_keeper() -> Keeper:
             platform = connect(Settings(rpc_url=url), tmp_path / "d.json")
             sender = Sender(platform.w3, KEEPER.private_key)
+            models = ModelStore(str(tmp_path / "models"))
+            profiles = granted_profiles(platform, KEEPER.private_key,
+                                        ProfileStore(str(tmp_path / "data" / "profiles")), models)
             return Keeper(platform, make_sessions(f"sqlite:///{tmp_path / 'keeper.db'}"),
-                          ModelStore(str(tmp_path / "models")), sender,
-                          mandated_accounts(platform, sender.address, demo_directory()))
+                          models, sender, mandated_accounts(platform, sender.address, profiles))
 
         def placed(keeper: Keeper, batch: int) -> Counter:
             logs = keeper.pool.events.OrderPlaced().get_logs(from_block=0)

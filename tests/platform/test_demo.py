@@ -28,7 +28,9 @@ def free_port() -> int:
 def run_demo(port: int, deployments: Path, *extra: str, timeout: int = 180):
     return subprocess.run(
         [LIGHTPOOL, "demo", "--port", str(port), "--deployments", str(deployments), *extra],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "COLUMNS": "200",
+             "LIGHTPOOL_DATA_DIR": str(deployments.parent / "data")},
     )
 
 

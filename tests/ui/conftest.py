@@ -66,7 +66,8 @@ def demo_chain(tmp_path_factory) -> Iterator[DemoChain]:
         cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         # Hour-long batches: proposals planned by a test stay in their batch until the test
         # itself moves chain time to the close, however slow the machine.
-        env={**os.environ, "COLUMNS": "200", "LIGHTPOOL_BATCH_SECONDS": "3600"},
+        env={**os.environ, "COLUMNS": "200", "LIGHTPOOL_BATCH_SECONDS": "3600",
+             "LIGHTPOOL_DATA_DIR": str(root / "data")},
     )
     try:
         deadline = time.monotonic() + 300
