@@ -258,7 +258,8 @@ def _send(w3: Any, call: Any, private_key: str) -> Any:
         "chainId": w3.eth.chain_id,
     })
     signed = account.sign_transaction(tx)
-    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1:
         raise LightPoolError(f"transaction {receipt['transactionHash'].hex()} reverted")
     return receipt

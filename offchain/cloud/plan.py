@@ -257,7 +257,8 @@ class WealthPlan(BaseModel):
         illiquid = sum((w for n, w in self.allocation.items()
                         if load_cma().asset_classes[n].illiquid), Decimal(0))
         if illiquid > self.illiquid_cap + Decimal("0.0005"):
-            raise _FieldError("allocation", f"alternatives at most illiquid_cap {self.illiquid_cap}")
+            raise _FieldError("allocation",
+                              f"alternatives at most illiquid_cap {self.illiquid_cap}")
         if self.allocation.get("cash", Decimal(0)) + Decimal("0.0005") < self.cash_floor:
             raise _FieldError("allocation.cash", f"at least cash_floor {self.cash_floor}")
         names = [g.goal for g in self.goals]
@@ -284,7 +285,8 @@ def risk_aversion_of(profile: Profile) -> tuple[float, str]:
     return TOLERANCE_GAMMA[profile.risk.tolerance], "questionnaire"
 
 
-def _constraints(profile: Profile, cma: CapitalMarketAssumptions) -> tuple[float, float, list[float]]:
+def _constraints(profile: Profile, cma: CapitalMarketAssumptions
+                 ) -> tuple[float, float, list[float]]:
     """``(illiquid_cap, cash_floor, upper bound per class)`` from the profile."""
     assets = float(profile.investable_assets)
     illiquid_cap = float(profile.liquidity.max_illiquid_fraction)
@@ -449,7 +451,8 @@ def _path_stats(
         cap = glide_illiquid_cap(y, illiquid_cap)
         capped = [min(u, cap) if cma.asset_classes[n].illiquid else u
                   for n, u in zip(cma.names, upper, strict=True)]
-        w = optimal_weights(gamma * glide_multiplier(y, goal.priority), cma, capped, cap, cash_floor)
+        w = optimal_weights(gamma * glide_multiplier(y, goal.priority), cma, capped, cap,
+                            cash_floor)
         mu, sigma = _portfolio_stats(w, cma)
         mus.append(mu)
         variances.append(sigma**2)
@@ -510,7 +513,8 @@ def explain(profile: Profile, plan: WealthPlan, cma: CapitalMarketAssumptions | 
     if excluded:
         lines.append(f"Excluded at your request: {', '.join(excluded)}.")
     if Theme.GREEN_ENERGY in profile.explicit.themes:
-        lines.append("Clean energy is allowed as a satellite (at most 8%) because you asked for it.")
+        lines.append("Clean energy is allowed as a satellite (at most 8%) because you asked "
+                     "for it.")
     for goal in plan.goals:
         last = goal.glide_path[-1]
         lines.append(

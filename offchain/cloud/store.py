@@ -137,7 +137,8 @@ class ProfileStore:
         :class:`crypto.DecryptionFailed` if its metadata was modified.
         """
         investor = _address("investor", investor)
-        meta = self._read_json(f"{self._dir(investor)}/meta.json") if self.exists(investor) else None
+        meta = (self._read_json(f"{self._dir(investor)}/meta.json") if self.exists(investor)
+                else None)
         if meta is None:
             kdf = {"kind": "wallet", "salt": None}
             if isinstance(unlock, PassphraseUnlock):
@@ -222,7 +223,8 @@ class ProfileStore:
         except FileNotFoundError:
             raise NotFound(f"{path}: no such file") from None
         except ValueError:
-            raise crypto.DecryptionFailed(f"{path}: not valid JSON (modified or truncated)") from None
+            raise crypto.DecryptionFailed(
+                f"{path}: not valid JSON (modified or truncated)") from None
         if not isinstance(data, dict):
             raise crypto.DecryptionFailed(f"{path}: not a JSON object (modified)")
         return data
@@ -424,7 +426,8 @@ def _open_envelope(key: bytes, envelope: dict[str, Any]) -> bytes:
 def _reveal(plaintext: bytes, version: int) -> RevealedProfile:
     body = json.loads(plaintext)
     canonical = body["canonical"].encode("utf-8")
-    return RevealedProfile(parse_profile(canonical), canonical, bytes.fromhex(body["salt"]), version)
+    return RevealedProfile(parse_profile(canonical), canonical, bytes.fromhex(body["salt"]),
+                           version)
 
 
 def _grant_aad(investor: str, grantee: str, epoch: int, scope: bytes) -> bytes:

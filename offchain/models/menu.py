@@ -35,11 +35,13 @@ SCREENED = {
     Exclusion.STRUCTURED_PRODUCTS: "structured",
 }
 RESTRICTED = {
-    Exclusion.ALTERNATIVES: tuple(s for s, i in BY_SYMBOL.items() if i.kind == FundKind.ALTERNATIVE),
+    Exclusion.ALTERNATIVES: tuple(s for s, i in BY_SYMBOL.items()
+                                  if i.kind == FundKind.ALTERNATIVE),
     Exclusion.HIGH_YIELD: ("HYLD",),
     Exclusion.EMERGING_MARKETS: ("EMEQ",),
 }
-THEME_SUBSTITUTIONS = {Theme.GREEN_ENERGY: ("SCAP", "CLEN"), Theme.DIVIDEND_INCOME: ("LCAP", "DIVI")}
+THEME_SUBSTITUTIONS = {Theme.GREEN_ENERGY: ("SCAP", "CLEN"),
+                       Theme.DIVIDEND_INCOME: ("LCAP", "DIVI")}
 MUNI_INCOME_RATE = Decimal("0.32")
 TOLERANCE_CATEGORY = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from conftest import OWNER_KEY  # noqa: I001 - tests/cloud is on sys.path
 
 from offchain.cloud.cli import plan, profile
 from offchain.models.cli import models
-
-from conftest import OWNER_KEY  # noqa: I001 - tests/cloud is on sys.path
 
 
 def test_profile_new_show_plan_and_models(tmp_path, profile_data, monkeypatch):

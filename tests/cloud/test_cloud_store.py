@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from conftest import GRANTEE_KEY, OTHER_KEY  # noqa: I001 - tests/cloud is on sys.path
 
 from offchain.cloud import crypto
 from offchain.cloud.store import (
@@ -15,8 +16,6 @@ from offchain.cloud.store import (
     WalletUnlock,
     WrongKey,
 )
-
-from conftest import GRANTEE_KEY, OTHER_KEY  # noqa: I001 - tests/cloud is on sys.path
 
 
 def test_wallet_round_trip_and_every_version_kept(profile_store, profile_data, owner_unlock):
