@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from conftest import OWNER_KEY  # noqa: I001 - tests/cloud is on sys.path
+from cloud_samples import OWNER_KEY  # noqa: I001 - tests/cloud is on sys.path
 
 from offchain.cloud.cli import plan, profile
 from offchain.models.cli import models

@@ -16,7 +16,7 @@ from offchain.errors import InvalidInput
 
 @pytest.fixture(scope="module")
 def base_plan():
-    from conftest import VALID_PROFILE
+    from cloud_samples import VALID_PROFILE
 
     return build_plan(parse_profile(VALID_PROFILE))
 

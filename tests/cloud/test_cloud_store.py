@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import GRANTEE_KEY, OTHER_KEY  # noqa: I001 - tests/cloud is on sys.path
+from cloud_samples import GRANTEE_KEY, OTHER_KEY  # noqa: I001 - tests/cloud is on sys.path
 
 from offchain.cloud import crypto
 from offchain.cloud.store import (

@@ -263,12 +263,15 @@ def test_freeze_refuses_non_agent(fund, investor):
 
 def test_recover_moves_frozen_position(funded, agent, investor, accounts, verify):
     new_wallet = verify(accounts[26])
+    before = funded.balanceOf(new_wallet)
+    position = funded.balanceOf(investor)
+    assert position >= UNITS
     funded.freeze(investor, True, sender=agent)
     tx = funded.recover(investor, new_wallet, sender=agent)
     assert funded.balanceOf(investor) == 0
-    assert funded.balanceOf(new_wallet) == UNITS
+    assert funded.balanceOf(new_wallet) == before + position
     [log] = tx.decode_logs(funded.Recovered)
-    assert log.lost == investor and log.new_owner == new_wallet and log.amount == UNITS
+    assert log.lost == investor and log.new_owner == new_wallet and log.amount == position
 
 
 def test_recover_refuses(funded, agent, investor, investor2, outsider):
