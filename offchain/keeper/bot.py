@@ -40,13 +40,11 @@ from offchain.chain.tx import Sender, TransactionReverted
 from offchain.errors import InvalidInput
 from offchain.keeper.db import Cursor, FillRow, ModelSeen, OrderRow, ProposalRow
 from offchain.ledger.lots import Fill, TaxLedger
-from offchain.models.portfolios import ModelStore
+from offchain.models.portfolios import ModelStore, with_held
 from offchain.optimizer.engine import optimize_accounts
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
-    Instrument,
-    InstrumentKind,
     MarketData,
     PricePoint,
     Proposal,
@@ -64,8 +62,6 @@ STATUS_OPEN = 0
 # Limit prices sit this far from NAV (bps) unless the mandate or market band is tighter:
 # wide enough to meet the issuer's creation/redemption quotes, narrow enough to be fair.
 DEFAULT_LIMIT_BPS = 100
-_KIND = {FundKind.ETF: InstrumentKind.ETF, FundKind.MUTUAL_FUND: InstrumentKind.MUTUAL_FUND,
-         FundKind.ALTERNATIVE: InstrumentKind.ALTERNATIVE}
 
 
 @dataclass(frozen=True)
@@ -236,23 +232,15 @@ class Keeper:
                                       if i.kind != FundKind.CASH},
                             max_price_age=dt.timedelta(days=92))
         inputs: list[Account] = []
-        held_outside: dict[str, Instrument] = {}
-        in_model = {i.symbol for i in model.instruments}
+        held: set[str] = set()
         for account in accounts:
             balances = escrow[account.address]
             lots = self._lots(session, account.address, balances, now.date())
             inputs.append(Account(account_id=account.address, household_id=account.household,
                                   mode=account.mode,  # type: ignore[arg-type]
                                   cash=Decimal(balances.get(CASH_SYMBOL, 0)) / WAD, lots=lots))
-            for symbol in balances:
-                if symbol not in in_model and symbol != CASH_SYMBOL:
-                    item = BY_SYMBOL[symbol]
-                    held_outside[symbol] = Instrument(symbol=symbol, kind=_KIND[item.kind],
-                                                      asset_class=item.asset_class,
-                                                      attributes=dict(item.attributes))
-        if held_outside:
-            model = model.model_copy(update={
-                "instruments": model.instruments + tuple(held_outside.values())})
+            held.update(balances)
+        model = with_held(model, held)
         customs = {a.address: a.customizations for a in accounts}
         result = optimize_accounts(model, inputs, market, customs, as_of=now.date())
         for error in result.errors:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -136,14 +137,7 @@ class ModelDefinition(BaseModel):
         (the rest is cash), asset-class limits ``target -/+ drift band``, the largest band as
         the position drift band, and the compliance cap on any position."""
         symbols = sorted(set(self.securities) | set(self.approved))
-        instruments = tuple(
-            OptimizerInstrument(
-                symbol=s, kind=_KIND[BY_SYMBOL[s].kind], asset_class=BY_SYMBOL[s].asset_class,
-                attributes={**BY_SYMBOL[s].attributes,
-                            **{f"theme_{t}": True for t in BY_SYMBOL[s].themes}},
-            )
-            for s in symbols
-        )
+        instruments = tuple(optimizer_instrument(s) for s in symbols)
         limits = {
             name: (max(Decimal(0), target - self.drift_bands[name]),
                    min(Decimal(1), target + self.drift_bands[name]))
@@ -258,3 +252,24 @@ class ModelStore:
         models = [parse_model(m) for m in document["models"]]
         for model in models:
             self.edit(model, document["author"], document["note"])
+
+
+def optimizer_instrument(symbol: str) -> OptimizerInstrument:
+    """The optimizer's view of a fund of the universe: kind, asset class, screenable
+    attributes and ``theme_<name>`` flags. Raises ``KeyError`` for an unknown symbol."""
+    item = BY_SYMBOL[symbol]
+    return OptimizerInstrument(
+        symbol=symbol, kind=_KIND[item.kind], asset_class=item.asset_class,
+        attributes={**item.attributes, **{f"theme_{t}": True for t in item.themes}},
+    )
+
+
+def with_held(model: OptimizerModel, symbols: Iterable[str]) -> OptimizerModel:
+    """``model`` plus the held funds it does not list: they take part in the problem (to be
+    sold, never bought, as they have no weight and are not approved)."""
+    listed = {i.symbol for i in model.instruments}
+    extra = tuple(optimizer_instrument(s) for s in sorted(set(symbols) - listed)
+                  if s != CASH_SYMBOL)
+    if not extra:
+        return model
+    return model.model_copy(update={"instruments": model.instruments + extra})

@@ -19,14 +19,12 @@ import numpy as np
 from offchain.chain.contracts import Platform
 from offchain.chain.seed import DEMO_INVESTORS, DemoInvestor
 from offchain.cloud.plan import load_cma
-from offchain.models.portfolios import ModelStore, ModelVersion
+from offchain.models.portfolios import ModelStore, ModelVersion, with_held
 from offchain.optimizer.engine import optimize_accounts
 from offchain.optimizer.inputs import (
     Account,
     AccountError,
     Customizations,
-    Instrument,
-    InstrumentKind,
     MarketData,
     PricePoint,
     Proposal,
@@ -36,8 +34,6 @@ from offchain.optimizer.inputs import (
 from offchain.universe import BY_SYMBOL, CASH_SYMBOL, FundKind
 from offchain.views.chain import Holding, TokenState, holdings, token_states
 
-_KIND = {FundKind.ETF: InstrumentKind.ETF, FundKind.MUTUAL_FUND: InstrumentKind.MUTUAL_FUND,
-         FundKind.ALTERNATIVE: InstrumentKind.ALTERNATIVE}
 # Idiosyncratic variance added to each fund on top of its asset class (annual, fraction^2).
 FUND_SPECIFIC_VARIANCE = 0.0004
 # Largest NAV age the optimizer accepts; the chain's own per-token max age is checked first.
@@ -153,15 +149,7 @@ def account_view(platform: Platform, investor: DemoInvestor, store: ModelStore,
     account = Account(account_id=investor.actor.address, household_id=investor.actor.name,
                       mode="discretionary" if investor.discretionary else "advisory",
                       cash=cash, lots=lots)
-    model = chosen.model.to_optimizer()
-    # Held funds outside the model are part of the problem (to be sold), never bought.
-    in_model = {i.symbol for i in model.instruments}
-    extra = tuple(Instrument(symbol=h.symbol, kind=_KIND[BY_SYMBOL[h.symbol].kind],
-                             asset_class=BY_SYMBOL[h.symbol].asset_class,
-                             attributes=dict(BY_SYMBOL[h.symbol].attributes))
-                  for h in funds if h.symbol not in in_model)
-    if extra:
-        model = model.model_copy(update={"instruments": model.instruments + extra})
+    model = with_held(chosen.model.to_optimizer(), (h.symbol for h in funds))
     result = optimize_accounts(model, [account], market_data(states, as_of),
                                {account.account_id: Customizations()}, as_of=as_of.date())
     proposal = result.proposals[0] if result.proposals else None
