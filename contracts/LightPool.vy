@@ -16,7 +16,9 @@
         - escrow balances: `deposit`, `withdraw` what no open order locks; fills move
           internal balances only;
         - baskets: one owner's orders of one batch stored as a single hash and settled in
-          one call, pulled by the owner or pushed in bulk by anyone;
+          one call, pulled by the owner or pushed in bulk by anyone; a basket's buys may be
+          funded by its own sells: the sold fund's issuer advances the sell's proceeds at
+          its limit price and is repaid at settlement from the sale, or in unsold units;
         - three ways to order: by the owner (`place`), EIP-712 signed and relayed by anyone
           (`place_signed`), or by keepers under discretionary ProfileRegistry mandates, in
           bulk (`place_for_many`);
@@ -38,7 +40,6 @@
 from ethereum.ercs import IERC20
 
 from snekmate.auth import ownable
-from snekmate.utils import ecdsa
 from snekmate.utils import eip712_domain_separator
 
 initializes: ownable
@@ -64,7 +65,7 @@ interface IFundToken:
 
 
 interface IClearingMath:
-    def clearing_tick(
+    def solve(
         buy_ticks: DynArray[uint256, MAX_TICKS],
         buy_depth: DynArray[uint256, MAX_TICKS],
         sell_ticks: DynArray[uint256, MAX_TICKS],
@@ -74,14 +75,11 @@ interface IClearingMath:
         create_tick: uint256,
         create_cap: uint256,
         nav_tick: uint256,
-    ) -> uint256: pure
-    def split(
-        buy_ticks: DynArray[uint256, MAX_TICKS],
-        buy_depth: DynArray[uint256, MAX_TICKS],
-        sell_ticks: DynArray[uint256, MAX_TICKS],
-        sell_depth: DynArray[uint256, MAX_TICKS],
-        price_tick: uint256,
-    ) -> (uint256, uint256, uint256, uint256): pure
+    ) -> (uint256, uint256, uint256, uint256, uint256, uint256): pure
+    def order_digest(domain_separator: bytes32, order: SignedOrder) -> bytes32: pure
+    def order_signer(
+        domain_separator: bytes32, order: SignedOrder, signature: Bytes[65]
+    ) -> address: pure
 
 
 interface IProfileRegistry:
@@ -109,10 +107,6 @@ LOW_128: constant(uint256) = 2**128 - 1
 HALF_CURVE_ORDER: constant(uint256) = (
     57_896_044_618_658_097_711_785_492_504_343_953_926_418_782_139_537_452_191_302_581_570_759_080_747_168
 )
-# @dev EIP-712 type hash of a signed order (field order matches `SignedOrder`).
-ORDER_TYPEHASH: constant(bytes32) = keccak256(
-    "Order(address owner,address market,bool is_buy,uint256 quantity,uint256 limit_price,uint256 nonce,uint256 expiry)"
-)
 # @dev FundToken's ALTERNATIVE kind (flag value 8): its redemptions are gated.
 KIND_ALTERNATIVE: constant(uint256) = 8
 
@@ -134,7 +128,8 @@ cash: public(immutable(address))
 # @dev ProfileRegistry holding mandates.
 registry: public(immutable(IProfileRegistry))
 
-# @dev The stateless clearing arithmetic (kept apart for the EIP-170 size limit).
+# @dev The stateless clearing arithmetic and order-signature recovery (kept apart for the
+# EIP-170 size limit).
 clearing_math: public(immutable(IClearingMath))
 
 # @dev Start of batch 0 (deployment time).
@@ -240,6 +235,10 @@ basket_hash: public(HashMap[uint256, bytes32])
 # @dev Number of baskets ever placed (the next id).
 basket_count: public(uint256)
 
+# @dev Cash the issuers of a basket's sold funds advanced to its buys (0: self-funded),
+# allocated to its sell legs in leg order (see `_leg_advance`); cleared at settlement.
+basket_advance: public(HashMap[uint256, uint256])
+
 # @dev Aggregate open quantity per market, batch and key (tick * 2 + 1 for buys, + 0 for
 # sells).
 _depth: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]
@@ -251,7 +250,7 @@ _tick_counts: HashMap[address, HashMap[uint256, uint256]]
 clearing_of: public(HashMap[address, HashMap[uint256, Clearing]])
 
 # @dev Used or cancelled EIP-712 nonces: owner => word index => 256-bit bitmap.
-nonce_bitmap: public(HashMap[address, HashMap[uint256, uint256]])
+nonce_bitmap: HashMap[address, HashMap[uint256, uint256]]
 
 # @dev Sealed commitments: commitment => keccak256(owner, batch, lock_token, lock_amount).
 _commit_record: HashMap[bytes32, bytes32]
@@ -302,6 +301,23 @@ event OrderPlaced:
     limit_price: uint256
     via: uint8
     placed_by: address
+
+
+event Advanced:
+    basket_id: indexed(uint256)
+    market: indexed(address)
+    issuer: indexed(address)
+    index: uint256
+    amount: uint256
+
+
+event AdvanceRepaid:
+    basket_id: indexed(uint256)
+    market: indexed(address)
+    issuer: indexed(address)
+    index: uint256
+    cash: uint256
+    units: uint256
 
 
 event OrderCancelled:
@@ -519,7 +535,11 @@ def withdraw(token: address, amount: uint256):
 def place(legs: DynArray[Leg, MAX_LEGS]) -> uint256:
     """
     @dev Places the caller's basket in the current batch, locking escrow: a buy locks
-         ceil(quantity x limit) cash, a sell locks its units.
+         ceil(quantity x limit) cash, a sell locks its units. Buys beyond the free cash are
+         funded by the basket's sells, in leg order: each funding sell's issuer advances up
+         to floor(quantity x limit) from its cash reserve. A funding sell must be of a
+         fund the issuer redeems in LightPool (not an alternative) with its limit at or
+         below the redemption price NAV x (1 - fee).
     @param legs The orders (1 .. 32).
     @return uint256 The basket id.
     """
@@ -575,6 +595,8 @@ def cancel(basket_id: uint256, basket: Basket, index: uint256):
     assert index < len(basket.legs), "lightpool: bad index"
     leg: Leg = basket.legs[index]
     assert leg.quantity > 0, "lightpool: already cancelled"
+    # A funded basket's sells secure the issuers' advance until settlement.
+    assert leg.is_buy or self.basket_advance[basket_id] == 0, "lightpool: sell funds buys"
 
     self._remove_depth(leg, basket.batch)
     if leg.is_buy:
@@ -754,36 +776,23 @@ def clear(
             redeem_cap = min(redeem_cap, staticcall token.gate_remaining())
     create_cap: uint256 = m.creation_capacity
 
-    price_tick: uint256 = staticcall clearing_math.clearing_tick(
+    price_tick: uint256 = 0
+    volume: uint256 = 0
+    buy_num: uint256 = 0
+    buy_den: uint256 = 0
+    sell_num: uint256 = 0
+    sell_den: uint256 = 0
+    price_tick, volume, buy_num, buy_den, sell_num, sell_den = staticcall clearing_math.solve(
         buy_ticks, buy_depth, sell_ticks, sell_depth, redeem_tick, redeem_cap, create_tick,
         create_cap, (nav + m.tick_spacing // 2) // m.tick_spacing
     )
-
-    # Quantities strictly better than and at the price, per side.
-    buy_strict: uint256 = 0
-    buy_at: uint256 = 0
-    sell_strict: uint256 = 0
-    sell_at: uint256 = 0
-    buy_strict, buy_at, sell_strict, sell_at = staticcall clearing_math.split(
-        buy_ticks, buy_depth, sell_ticks, sell_depth, price_tick
-    )
-    if redeem_tick > price_tick:
-        buy_strict += redeem_cap
-    elif redeem_tick == price_tick:
-        buy_at += redeem_cap
-    if create_tick < price_tick:
-        sell_strict += create_cap
-    elif create_tick == price_tick:
-        sell_at += create_cap
-    volume: uint256 = min(buy_strict + buy_at, sell_strict + sell_at)
-
     record: Clearing = Clearing(
         status=STATUS_CLEARED,
         price=price_tick * m.tick_spacing,
-        buy_num=volume - buy_strict if buy_at > 0 else 0,
-        buy_den=max(buy_at, 1),
-        sell_num=volume - sell_strict if sell_at > 0 else 0,
-        sell_den=max(sell_at, 1),
+        buy_num=buy_num,
+        buy_den=buy_den,
+        sell_num=sell_num,
+        sell_den=sell_den,
     )
     self.clearing_of[market][batch] = record
 
@@ -949,7 +958,7 @@ def order_digest(order: SignedOrder) -> bytes32:
     @param order The order.
     @return bytes32 The digest.
     """
-    return self._order_digest(order)
+    return staticcall clearing_math.order_digest(eip712_domain_separator._domain_separator_v4(), order)
 
 
 @view
@@ -1083,11 +1092,50 @@ def _place(owner: address, legs: DynArray[Leg, MAX_LEGS], batch: uint256, via: u
             placed_by=msg.sender,
         )
         index += 1
-    if cash_needed > 0:
-        self._debit(cash, owner, cash_needed)
+    free: uint256 = self.balance_of[cash][owner]
+    if cash_needed > free:
+        self._advance(basket_id, legs, cash_needed - free)
+        cash_needed = free
+    self.balance_of[cash][owner] = free - cash_needed
     self.basket_count = basket_id + 1
     self.basket_hash[basket_id] = self._hash_basket(Basket(owner=owner, batch=batch, legs=legs))
     return basket_id
+
+
+@pure
+@internal
+def _leg_advance(leg: Leg, remaining: uint256) -> uint256:
+    # The part of a basket's advance carried by this leg: sells in leg order, each up to
+    # its proceeds at its limit. Placement and settlement allocate identically.
+    if leg.is_buy:
+        return 0
+    return min(remaining, leg.quantity * leg.limit_price // WAD)
+
+
+@internal
+def _advance(basket_id: uint256, legs: DynArray[Leg, MAX_LEGS], advance: uint256):
+    remaining: uint256 = advance
+    index: uint256 = 0
+    for leg: Leg in legs:
+        amount: uint256 = self._leg_advance(leg, remaining)
+        if amount > 0:
+            token: IFundToken = IFundToken(leg.market)
+            assert (
+                self.market_of[leg.market].redemption_capacity > 0
+                and staticcall token.kind() != KIND_ALTERNATIVE
+                and leg.limit_price * MAX_BPS
+                <= staticcall token.nav() * (MAX_BPS - self.market_of[leg.market].issuer_fee_bps)
+            ), "lightpool: sell cannot fund buys"
+            issuer: address = staticcall token.issuer()
+            assert self.balance_of[cash][issuer] >= amount, "lightpool: issuer reserve short"
+            self.balance_of[cash][issuer] -= amount
+            remaining -= amount
+            log Advanced(
+                basket_id=basket_id, market=leg.market, issuer=issuer, index=index, amount=amount
+            )
+        index += 1
+    assert remaining == 0, "lightpool: insufficient balance"
+    self.basket_advance[basket_id] = advance
 
 
 @internal
@@ -1145,25 +1193,6 @@ def _check_mandate(investor: address, keeper: address, legs: DynArray[Leg, MAX_L
     self._turnover[investor][keeper] = (period_start << 128) | used
 
 
-@view
-@internal
-def _order_digest(order: SignedOrder) -> bytes32:
-    return eip712_domain_separator._hash_typed_data_v4(
-        keccak256(
-            abi_encode(
-                ORDER_TYPEHASH,
-                order.owner,
-                order.market,
-                order.is_buy,
-                order.quantity,
-                order.limit_price,
-                order.nonce,
-                order.expiry,
-            )
-        )
-    )
-
-
 @internal
 def _use_nonce(owner: address, nonce: uint256):
     bit: uint256 = 1 << (nonce & 255)
@@ -1178,7 +1207,9 @@ def _place_signed(order: SignedOrder, signature: Bytes[65]) -> uint256:
     assert len(signature) == 65, "lightpool: bad signature"
     s: uint256 = convert(slice(signature, 32, 32), uint256)
     assert s <= HALF_CURVE_ORDER, "lightpool: high s"
-    signer: address = ecdsa._recover_sig(self._order_digest(order), signature)
+    signer: address = staticcall clearing_math.order_signer(
+        eip712_domain_separator._domain_separator_v4(), order, signature
+    )
     assert signer == order.owner and signer != empty(address), "lightpool: bad signature"
     self._use_nonce(order.owner, order.nonce)
     legs: DynArray[Leg, MAX_LEGS] = [
@@ -1240,6 +1271,9 @@ def _sell_fill(quantity: uint256, limit_price: uint256, record: Clearing) -> (ui
 def _settle(basket_id: uint256, basket: Basket):
     self._check_basket(basket_id, basket)
     self.basket_hash[basket_id] = empty(bytes32)
+    advance: uint256 = self.basket_advance[basket_id]
+    if advance > 0:
+        self.basket_advance[basket_id] = 0
     cash_credit: uint256 = 0
     index: uint256 = 0
     for leg: Leg in basket.legs:
@@ -1257,9 +1291,30 @@ def _settle(basket_id: uint256, basket: Basket):
                 self.balance_of[leg.market][basket.owner] += filled
         else:
             filled, amount = self._sell_fill(leg.quantity, leg.limit_price, record)
+            unsold: uint256 = leg.quantity - filled
             cash_credit += amount
-            if filled < leg.quantity:
-                self.balance_of[leg.market][basket.owner] += leg.quantity - filled
+            owed: uint256 = self._leg_advance(leg, advance)
+            if owed > 0:
+                # The issuer's advance is repaid from the sale first, then in unsold units
+                # at the leg's limit (units rounded up, never beyond the unsold units).
+                advance -= owed
+                repaid: uint256 = min(amount, owed)
+                units: uint256 = min(unsold, self._ceil_div((owed - repaid) * WAD, leg.limit_price))
+                issuer: address = staticcall IFundToken(leg.market).issuer()
+                self.balance_of[cash][issuer] += repaid
+                self.balance_of[leg.market][issuer] += units
+                cash_credit -= repaid
+                unsold -= units
+                log AdvanceRepaid(
+                    basket_id=basket_id,
+                    market=leg.market,
+                    issuer=issuer,
+                    index=index,
+                    cash=repaid,
+                    units=units,
+                )
+            if unsold > 0:
+                self.balance_of[leg.market][basket.owner] += unsold
         log Filled(
             basket_id=basket_id,
             owner=basket.owner,
