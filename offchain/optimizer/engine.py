@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 import numpy as np
@@ -40,19 +40,19 @@ from offchain.optimizer.inputs import (
 )
 from offchain.optimizer.problem import (
     AccountProblem,
+    ProblemBatch,
     ProblemBuilder,
     Universe,
     build_universe,
-    objective,
     violations,
 )
-from offchain.optimizer.solver import BatchSolver, SolveStats
+from offchain.optimizer.solver import BatchSolution, BatchSolver, SolveStats
 
 QUANTITY_STEP = Decimal("0.00000001")  # units are traded to 1e-8
 CENT = Decimal("0.01")
 # Weight units: a solution within this of every constraint is feasible.
 FEASIBILITY_TOL = 1e-9
-CHUNK = 1000  # accounts solved together
+CHUNK = 2500  # accounts solved together
 _BPS = Decimal(10_000)
 
 
@@ -72,7 +72,7 @@ class EngineRun:
 
     result: BatchResult
     universe: Universe
-    solved: dict[str, Solved]
+    solved: Mapping[str, Solved]
     stats: SolveStats
 
 
@@ -180,72 +180,96 @@ def run_engine(
 def _run_engine(model, accounts, market, customizations_by_account, household_trades, as_of,
                 solver) -> EngineRun:
     as_of = as_of or market.as_of.date()
-    customs = dict(customizations_by_account or {})
-    trades = list(household_trades)
+    customs = customizations_by_account or {}
     universe = build_universe(model, market)
     solver = solver or _cached_solver(universe)
-    errors: list[AccountError] = []
-    problems: list[AccountProblem] = []
-    inputs: dict[str, tuple[Account, Customizations]] = {}
-    builder = ProblemBuilder(universe, model, market, trades, as_of)
-    for account in accounts:
-        custom = customs.get(account.account_id, Customizations())
-        if account.account_id in inputs:
-            errors.append(AccountError(
-                account_id=account.account_id, field="account_id", reason="duplicate account id"))
+    builder = ProblemBuilder(universe, model, market, list(household_trades), as_of)
+    errors: list[tuple[int, AccountError]] = []
+    unique: list[Account] = []
+    position: list[int] = []
+    seen: set[str] = set()
+    for k, account in enumerate(accounts):
+        if account.account_id in seen:
+            errors.append((k, AccountError(account_id=account.account_id, field="account_id",
+                                           reason="duplicate account id")))
             continue
-        try:
-            problem = builder.build(account, custom)
-            _check_feasible(universe, problem)
-        except InvalidInput as exc:
-            errors.append(AccountError(account_id=account.account_id, field=exc.field,
-                                       reason=str(exc)))
-            continue
-        inputs[account.account_id] = (account, custom)
-        problems.append(problem)
+        seen.add(account.account_id)
+        unique.append(account)
+        position.append(k)
+    menus = [customs.get(a.account_id, _NO_CUSTOMIZATION) for a in unique]
+    batch, bad = builder.build_batch(unique, menus)
+    for k, exc in bad:
+        errors.append((position[k], AccountError(account_id=unique[k].account_id,
+                                                 field=exc.field, reason=str(exc))))
+    skipped = {k for k, _ in bad}
+    rows = [k for k in range(len(unique)) if k not in skipped]
+    feasible = _feasible(universe, batch)
+    for r in np.flatnonzero(~feasible):
+        k = rows[r]
+        errors.append((position[k], AccountError(
+            account_id=unique[k].account_id, field="withdrawal",
+            reason=str(_cash_need_error(universe, batch, int(r))))))
+    if not feasible.all():
+        batch, _ = batch.take(np.flatnonzero(feasible))
+        rows = [k for k, ok in zip(rows, feasible, strict=True) if ok]
+    errors.sort(key=lambda e: e[0])
+    row_accounts = [unique[k] for k in rows]
+    row_menus = [menus[k] for k in rows]
 
-    solutions, stats = _solve_chunked(solver, problems)
+    sol, stats = _solve_chunked(solver, batch)
     # Wash sales: a group whose losses are worth harvesting and that the first pass did not buy
-    # is not bought today, so its losses count.
-    group_names = [builder.group_names[g] for g in builder.group_of]
-    second: list[int] = []
-    second_problems: list[AccountProblem] = []
-    for k, (problem, sol) in enumerate(zip(problems, solutions, strict=True)):
-        if not problem.harvestable_groups:
-            continue
-        if sol is None:  # e.g. a withdrawal that only loss lots can fund
-            harvest = problem.harvestable_groups
-        else:
-            bought = {group_names[i] for i in np.flatnonzero(sol.buys > 1e-12)}
-            harvest = frozenset(problem.harvestable_groups - bought)
-        if not harvest:
-            continue
-        second.append(k)
-        second_problems.append(builder.with_harvest(problem, harvest))
-    if second_problems:
-        solutions2, stats2 = _solve_chunked(solver, second_problems)
+    # (or every such group, for an account the first pass could not solve, e.g. a withdrawal
+    # that only loss lots can fund) is not bought today, so its losses count.
+    bought = np.zeros_like(batch.harvestable)
+    r_b, c_b = np.nonzero(sol.buys > 1e-12)
+    bought[r_b, builder.group_of[c_b]] = True
+    harvest = batch.harvestable & ~(bought & sol.solved[:, None])
+    second = np.flatnonzero(harvest.any(axis=1))
+    if second.size:
+        part, lots = batch.take(second)
+        part.harvest(harvest[second], builder)
+        sol2, stats2 = _solve_chunked(solver, part, sol.net[second], sol.st_multiplier[second])
+        batch.put(second, lots, part)
+        for name in ("buys", "net", "st_multiplier", "solved", "certified"):
+            getattr(sol, name)[second] = getattr(sol2, name)
+        sol.sells[lots] = sol2.sells
         stats.iterations = max(stats.iterations, stats2.iterations)
         stats.certified += stats2.certified
         stats.fallback += stats2.fallback
         stats.fallback_ids += stats2.fallback_ids
-        for k, problem, sol in zip(second, second_problems, solutions2, strict=True):
-            problems[k], solutions[k] = problem, sol
 
-    proposals: list[Proposal] = []
-    solved: dict[str, Solved] = {}
-    for problem, sol in zip(problems, solutions, strict=True):
-        account, custom = inputs[problem.account_id]
-        if sol is None:
-            errors.append(AccountError(account_id=problem.account_id, field="constraints",
-                                       reason="no trade list satisfies every constraint"))
-            continue
-        solved[problem.account_id] = Solved(problem, sol.buys, sol.sells, sol.certified)
-        proposals.append(
-            _proposal(universe, model, market, account, custom, problem, sol.buys, sol.sells,
-                      as_of)
-        )
-    return EngineRun(BatchResult(proposals=tuple(proposals), errors=tuple(errors)), universe,
-                     solved, stats)
+    proposals = _proposals(universe, model, market, builder, batch, sol, row_accounts,
+                           row_menus, as_of)
+    final_errors = [e for _, e in errors]
+    final_errors += [AccountError(account_id=batch.account_ids[r], field="constraints",
+                                  reason="no trade list satisfies every constraint")
+                     for r in np.flatnonzero(~sol.solved)]
+    return EngineRun(BatchResult(proposals=tuple(proposals), errors=tuple(final_errors)),
+                     universe, _SolvedView(batch, sol), stats)
+
+
+_NO_CUSTOMIZATION = Customizations()
+
+
+class _SolvedView(Mapping[str, Solved]):
+    """``EngineRun.solved``: each solved account's problem and solution, built on access (a
+    large batch never pays for per-account objects nobody reads)."""
+
+    def __init__(self, batch: ProblemBatch, sol: BatchSolution) -> None:
+        self._batch, self._sol = batch, sol
+        self._rows = {batch.account_ids[r]: int(r) for r in np.flatnonzero(sol.solved)}
+
+    def __getitem__(self, account_id: str) -> Solved:
+        r = self._rows[account_id]
+        lots = slice(int(self._batch.lot_start[r]), int(self._batch.lot_start[r + 1]))
+        return Solved(self._batch.problem(r), self._sol.buys[r].copy(),
+                      self._sol.sells[lots].copy(), bool(self._sol.certified[r]))
+
+    def __iter__(self):
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 _SOLVERS: dict[bytes, BatchSolver] = {}
@@ -264,97 +288,194 @@ def _cached_solver(universe: Universe) -> BatchSolver:
     return solver
 
 
-def _solve_chunked(solver: BatchSolver, problems: list[AccountProblem]):
+def _solve_chunked(solver: BatchSolver, batch: ProblemBatch, x0=None, mu0=None):
     """Solve in chunks of ``CHUNK`` accounts: the arrays stay cache-sized, which is faster."""
-    solutions: list = []
+    if len(batch) <= CHUNK:
+        return solver.solve(batch, x0, mu0)
+    parts: list[BatchSolution] = []
     stats = SolveStats()
-    for start in range(0, len(problems), CHUNK):
-        part, part_stats = solver.solve(problems[start:start + CHUNK])
-        solutions += part
+    for start in range(0, len(batch), CHUNK):
+        rows = np.arange(start, min(start + CHUNK, len(batch)))
+        part, _ = batch.take(rows)
+        sol, part_stats = solver.solve(part, None if x0 is None else x0[rows],
+                                       None if mu0 is None else mu0[rows])
+        parts.append(sol)
         stats.iterations = max(stats.iterations, part_stats.iterations)
         stats.certified += part_stats.certified
         stats.fallback += part_stats.fallback
         stats.fallback_ids += part_stats.fallback_ids
-    return solutions, stats
+    joined = BatchSolution(*(np.concatenate([getattr(p, f.name) for p in parts])
+                             for f in fields(BatchSolution)))
+    return joined, stats
 
 
-def _check_feasible(universe: Universe, p: AccountProblem) -> None:
-    """Reject accounts whose cash needs no sale can meet (the exact check is the solver's).
-
-    Raises ``InvalidInput`` on field ``withdrawal``.
-    """
-    sellable = np.minimum(np.bincount(p.lot_instrument, weights=p.lot_full_weight,
-                                      minlength=universe.n), p.sell_cap)
-    raise_max = float((1 - universe.cost) @ sellable)
-    if p.cash_budget + raise_max < -FEASIBILITY_TOL:
-        raise InvalidInput(
-            "withdrawal",
-            "cash needs that the sellable lots can meet",
-            f"{-p.cash_budget * p.value:.2f} to raise, at most {raise_max * p.value:.2f} sellable",
-        )
+def _raisable(universe: Universe, batch: ProblemBatch) -> np.ndarray:
+    """Most cash (weight) each row can raise by selling, before wash-sale guards."""
+    n, b_count = universe.n, len(batch)
+    sellable = np.bincount(batch.lot_account * n + batch.lot_instrument,
+                           weights=batch.lot_full_weight, minlength=b_count * n)
+    sellable = np.minimum(sellable.reshape(b_count, n), batch.sell_cap)
+    return sellable @ (1 - universe.cost)
 
 
-def _proposal(
+def _feasible(universe: Universe, batch: ProblemBatch) -> np.ndarray:
+    """Rows whose cash needs some sale can meet (the exact check is the solver's)."""
+    return batch.cash_budget + _raisable(universe, batch) >= -FEASIBILITY_TOL
+
+
+def _cash_need_error(universe: Universe, batch: ProblemBatch, r: int) -> InvalidInput:
+    raise_max = float(_raisable(universe, batch)[r])
+    value = float(batch.value[r])
+    return InvalidInput(
+        "withdrawal",
+        "cash needs that the sellable lots can meet",
+        f"{-batch.cash_budget[r] * value:.2f} to raise, at most {raise_max * value:.2f} sellable",
+    )
+
+
+def _proposals(
     universe: Universe,
     model: ModelPortfolio,
     market: MarketData,
-    account: Account,
-    custom: Customizations,
-    p: AccountProblem,
-    buys: np.ndarray,
-    sells: np.ndarray,
+    builder: ProblemBuilder,
+    batch: ProblemBatch,
+    sol: BatchSolution,
+    accounts: list[Account],
+    menus: list[Customizations],
     as_of: dt.date,
-) -> Proposal:
-    value = Decimal(repr(p.value))
-    lots = {lot.lot_id: lot for lot in account.lots}
-    prices = {s: market.prices[s].price for s in universe.symbols if s in market.prices}
-    notes = list(p.notes)
-    sold = np.bincount(p.lot_instrument, weights=sells, minlength=universe.n)
-    gap_before = p.holding - p.model
-    gap_after = gap_before + buys - sold
-    needs_cash = p.cash_budget < 0
+) -> list[Proposal]:
+    """One ``Proposal`` per solved row: weights become units (rounded down to 1e-8 so that no
+    lot is oversold and cash never goes negative), money becomes ``Decimal`` cents, every trade
+    gets its reason. The numeric parts (tracking errors, objectives) are computed for the whole
+    batch at once; only trades are handled one by one."""
+    n, b_count = universe.n, len(batch)
+    symbols = universe.symbols
+    price_f = universe.prices
+    prices = [market.prices[s].price if s in market.prices else None for s in symbols]
+    fee = [Decimal(repr(market.cost_bps[s])) / _BPS for s in symbols]
+    # Units, rounded down to 1e-8, as integers of 1e-8 units (exact Decimals made only for
+    # the trades that remain).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        buy_steps = np.floor(sol.buys * batch.value[:, None] / price_f * 1e8)
+        lot_price = price_f[batch.lot_instrument]
+        sell_steps = np.floor(sol.sells * batch.value[batch.lot_account] / lot_price * 1e8)
+    buy_steps = np.where(sol.solved[:, None] & (sol.buys > 0), np.nan_to_num(buy_steps), 0.0)
+    sell_steps = np.where(sol.solved[batch.lot_account] & (sol.sells > 0),
+                          np.nan_to_num(sell_steps), 0.0)
+    whole = sol.sells >= batch.lot_held * (1 - 1e-12)
+    r_b, c_b = np.nonzero(buy_steps > 0)
+    buy_at = np.searchsorted(r_b, np.arange(b_count + 1))
+    k_s = np.flatnonzero((sell_steps > 0) | (whole & (sol.sells > 0)))
+    sell_at = np.searchsorted(batch.lot_account[k_s], np.arange(b_count + 1))
+    b_final = np.zeros((b_count, n))
+    s_final = np.zeros(batch.lot_account.size)
+    drafts: list[tuple | None] = [None] * b_count
+    c_list, s_list = c_b.tolist(), k_s.tolist()
+    buy_counts, sell_counts = buy_steps[r_b, c_b].tolist(), sell_steps[k_s].tolist()
+    whole_list = whole[k_s].tolist()
+    for a in np.flatnonzero(sol.solved).tolist():
+        b0, b1, s0, s1 = buy_at[a], buy_at[a + 1], sell_at[a], sell_at[a + 1]
+        if b0 == b1 and s0 == s1:
+            drafts[a] = ({}, {}, {}, {}, None)
+            continue
+        buy_units = {c_list[j]: Decimal(int(buy_counts[j])).scaleb(-8) for j in range(b0, b1)}
+        sell_units: dict[int, Decimal] = {}
+        refs = batch.lot_refs
+        for j in range(s0, s1):
+            k = s_list[j]
+            held = refs[k].quantity
+            qty = held if whole_list[j] else min(held, Decimal(int(sell_counts[j])).scaleb(-8))
+            if qty > 0:
+                sell_units[k] = qty
+        drafts[a] = _settle(universe, builder, batch, a, accounts[a], menus[a], buy_units,
+                            sell_units, prices, fee, b_final, s_final)
 
-    # Weights to units, rounded down so that no lot is oversold and cash never goes negative.
-    buy_units: dict[int, Decimal] = {}
-    for i in np.flatnonzero(buys > 0):
-        sym = universe.symbols[i]
-        qty = (Decimal(repr(float(buys[i]))) * value / prices[sym]).quantize(
-            QUANTITY_STEP, rounding=ROUND_DOWN)
-        if qty > 0:
-            buy_units[i] = qty
-    sell_units: dict[int, Decimal] = {}
-    for k in np.flatnonzero(sells > 0):
-        lot = lots[p.lot_ids[k]]
-        if sells[k] >= p.lot_held[k] * (1 - 1e-12):
-            qty = lot.quantity
-        else:
-            qty = min(lot.quantity, (Decimal(repr(float(sells[k]))) * value / prices[lot.symbol])
-                      .quantize(QUANTITY_STEP, rounding=ROUND_DOWN))
-        if qty > 0:
-            sell_units[k] = qty
+    # Tracking errors and objectives, before and after, for every row at once.
+    cov, k_risk = universe.cov, universe.risk_aversion
+    gap_before = batch.holding - batch.model
+    sold = np.bincount(batch.lot_account * n + batch.lot_instrument, weights=s_final,
+                       minlength=b_count * n).reshape(b_count, n)
+    gap_after = gap_before + b_final - sold
+    var_before = np.einsum("bi,ij,bj->b", gap_before, cov, gap_before)
+    var_after = np.einsum("bi,ij,bj->b", gap_after, cov, gap_after)
+    lot_cost = batch.lot_tax + universe.cost[batch.lot_instrument]
+    f1 = (k_risk * var_after + b_final @ universe.cost
+          + np.bincount(batch.lot_account, weights=lot_cost * s_final, minlength=b_count))
+    f0 = (k_risk * var_before).tolist()
+    f1 = f1.tolist()
+    te_before = np.sqrt(np.maximum(var_before, 0.0)).tolist()
+    te_after = np.sqrt(np.maximum(var_after, 0.0)).tolist()
+    band = float(model.drift_band)
+    drifted = np.abs(gap_before) > band
+    solved_gap = (gap_before + sol.buys
+                  - np.bincount(batch.lot_account * n + batch.lot_instrument,
+                                weights=sol.sells, minlength=b_count * n).reshape(b_count, n))
+    proposals: list[Proposal] = []
+    no_trade_note = "no trades: no change is worth its tax and transaction cost"
+    for a in np.flatnonzero(sol.solved).tolist():
+        trades, st_gain, lt_gain, tax_cost, tc_total, cash_after, extra = _draft_trades(
+            drafts[a], accounts[a], menus[a], solved_gap[a])
+        harvest = batch.harvest_notes[a]
+        notes = [*batch.notes[a], *([harvest] if harvest else []), *batch.limit_notes[a],
+                 *extra]
+        if drifted[a].any():
+            for i in np.flatnonzero(drifted[a]):
+                notes.append(f"{symbols[i]} was {gap_before[a, i]:+.1%} from its model weight "
+                             f"(drift band {band:.0%}); after trading "
+                             f"{solved_gap[a, i]:+.1%}")
+        if not trades:
+            notes.append(no_trade_note)
+        account = accounts[a]
+        proposals.append(_construct(
+            Proposal,
+            account_id=account.account_id,
+            model_id=model.model_id,
+            as_of=as_of,
+            trades=trades,
+            realized_short_term=st_gain,
+            realized_long_term=lt_gain,
+            tax_cost=tax_cost.quantize(CENT, rounding=ROUND_HALF_EVEN),
+            transaction_cost=tc_total,
+            cash_after=cash_after.quantize(CENT, rounding=ROUND_DOWN),
+            tracking_error_before=te_before[a],
+            tracking_error_after=te_after[a],
+            objective_no_trade=f0[a],
+            objective=f1[a],
+            needs_approval=account.mode == "advisory",
+            notes=tuple(notes),
+        ))
+    return proposals
 
-    # Minimum trade value: drop dust trades if the rest stays feasible.
+
+def _settle(universe, builder, batch, a, account, custom, buy_units, sell_units, prices, fee,
+            b_final, s_final):
+    """Make one account's unit trades final: drop dust (``min_trade_value``) if the rest stays
+    feasible, trim buys so that rounding never takes cash below its minimum, and record the
+    final weights in ``b_final`` / ``s_final``. Returns the account's draft for ``_draft_trades``.
+    """
+    refs = batch.lot_refs
+    notes: list[str] = []
     if custom.min_trade_value > 0:
-        keep_b = {i: q for i, q in buy_units.items()
-                  if q * prices[universe.symbols[i]] >= custom.min_trade_value}
+        keep_b = {i: q for i, q in buy_units.items() if q * prices[i] >= custom.min_trade_value}
         keep_s = {k: q for k, q in sell_units.items()
-                  if q * prices[lots[p.lot_ids[k]].symbol] >= custom.min_trade_value}
+                  if q * prices[batch.lot_instrument[k]] >= custom.min_trade_value}
         if len(keep_b) + len(keep_s) < len(buy_units) + len(sell_units):
-            b2, s2 = _weights(universe, p, keep_b, keep_s, prices, lots)
-            if max(violations(universe, p, b2, s2).values()) <= FEASIBILITY_TOL:
+            p = batch.problem(a)
+            first = int(batch.lot_start[a])
+            b2, s2 = _weights(batch, a, keep_b, keep_s, prices, universe.n)
+            if max(violations(universe, p, b2, s2[first:first + p.lot_ids.__len__()]).values()
+                   ) <= FEASIBILITY_TOL:
                 dropped = len(buy_units) + len(sell_units) - len(keep_b) - len(keep_s)
                 notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
                 buy_units, sell_units = keep_b, keep_s
 
-    # Cash units of every trade, once: (value, cost) in cents.
-    bps = {s: Decimal(repr(market.cost_bps[s])) for s in prices}
+    def value_cost(i: int, qty: Decimal) -> tuple[Decimal, Decimal]:
+        v = (qty * prices[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        return v, (v * fee[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
-    def value_cost(sym: str, qty: Decimal) -> tuple[Decimal, Decimal]:
-        v = (qty * prices[sym]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        return v, (v * bps[sym] / _BPS).quantize(CENT, rounding=ROUND_HALF_EVEN)
-
-    buy_vc = {i: value_cost(universe.symbols[i], q) for i, q in buy_units.items()}
-    sell_vc = {k: value_cost(lots[p.lot_ids[k]].symbol, q) for k, q in sell_units.items()}
+    lot_inst = batch.lot_instrument
+    buy_vc = {i: value_cost(i, q) for i, q in buy_units.items()}
+    sell_vc = {k: value_cost(int(lot_inst[k]), q) for k, q in sell_units.items()}
     cash_after = (account.cash - custom.withdrawal
                   + sum((v - c for v, c in sell_vc.values()), Decimal(0))
                   - sum((v + c for v, c in buy_vc.values()), Decimal(0)))
@@ -364,40 +485,64 @@ def _proposal(
         short = custom.min_cash - cash_after
         if short <= 0:
             break
-        sym = universe.symbols[i]
-        cut = (short * 2 / prices[sym]).quantize(QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
+        cut = (short * 2 / prices[i]).quantize(QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
         v, c = buy_vc.pop(i)
         cash_after += v + c
         buy_units[i] = max(Decimal(0), buy_units[i] - cut)
         if buy_units[i] == 0:
             del buy_units[i]
         else:
-            buy_vc[i] = value_cost(sym, buy_units[i])
+            buy_vc[i] = value_cost(i, buy_units[i])
             cash_after -= sum(buy_vc[i])
+    value = float(batch.value[a])
+    for i, qty in buy_units.items():
+        b_final[a, i] = float(qty * prices[i]) / value
+    for k, qty in sell_units.items():
+        s_final[k] = min(batch.lot_weight[k], float(qty * prices[lot_inst[k]]) / value)
+    return (buy_units, sell_units, buy_vc, sell_vc,
+            _Context(universe, builder, batch, a, prices, cash_after, notes, refs))
 
-    b_final, s_final = _weights(universe, p, buy_units, sell_units, prices, lots)
-    groups = {i.symbol: i.wash_group or i.symbol for i in model.instruments}
-    bought_groups = {groups[universe.symbols[i]] for i in buy_units}
-    trades: list[Trade] = []
-    st_gain = lt_gain = tax_cost = tc_total = Decimal(0)
-    # Python scalars once: numpy scalar access and formatting dominate per-trade work.
-    gap_b, gap_a = gap_before.tolist(), gap_after.tolist()
-    forced, target = p.sell_min.tolist(), p.model.tolist()
-    lot_tax, lot_short, lot_inst = p.lot_tax.tolist(), p.lot_short.tolist(), \
-        p.lot_instrument.tolist()
+
+@dataclass
+class _Context:
+    universe: Universe
+    builder: ProblemBuilder
+    batch: ProblemBatch
+    row: int
+    prices: list
+    cash_after: Decimal
+    notes: list[str]
+    refs: np.ndarray
+
+
+def _draft_trades(draft, account: Account, custom: Customizations, gap_after: np.ndarray):
+    """The ``Trade`` objects of one account and its totals, from its settled units."""
+    buy_units, sell_units, buy_vc, sell_vc, ctx = draft
+    zero = Decimal(0)
+    if ctx is None:
+        cash_after = account.cash - custom.withdrawal
+        return (), zero, zero, zero, zero, cash_after, []
+    universe, batch, a, prices = ctx.universe, ctx.batch, ctx.row, ctx.prices
+    symbols = universe.symbols
+    groups = ctx.builder.group_of
+    bought_groups = {int(groups[i]) for i in buy_units}
+    gap_b = (batch.holding[a] - batch.model[a]).tolist()
+    forced, target = batch.sell_min[a].tolist(), batch.model[a].tolist()
+    needs_cash = batch.cash_budget[a] < 0
     rate_of = {"short": Decimal(repr(custom.tax.short_term_rate)),
                "long": Decimal(repr(custom.tax.long_term_rate))}
-    cap_text = f"{model.max_position_weight:.0%}"
-    for k, qty in sorted(sell_units.items(), key=lambda kv: p.lot_ids[kv[0]]):
-        lot = lots[p.lot_ids[k]]
-        sym = lot.symbol
-        i = lot_inst[k]
-        price = prices[sym]
+    cap_text = f"{ctx.builder.model.max_position_weight:.0%}"
+    trades: list[Trade] = []
+    st_gain = lt_gain = tax_cost = tc_total = zero
+    for k, qty in sorted(sell_units.items(), key=lambda kv: batch.lot_ids[kv[0]]):
+        lot = ctx.refs[k]
+        i = int(batch.lot_instrument[k])
+        sym = symbols[i]
         trade_value, cost = sell_vc[k]
-        gain = (qty * (price - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        term = "short" if lot_short[k] else "long"
+        gain = (qty * (prices[i] - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        term = "short" if batch.lot_short[k] else "long"
         rate = rate_of[term]
-        disallowed = gain < 0 and groups[sym] in bought_groups
+        disallowed = gain < 0 and int(groups[i]) in bought_groups
         if term == "short":
             st_gain += gain
         else:
@@ -410,7 +555,7 @@ def _proposal(
             why.append(f"brings {sym} under the {cap_text} position limit")
         if needs_cash:
             why.append("raises cash for the withdrawal / minimum cash")
-        if lot_tax[k] < 0:
+        if batch.lot_tax[k] < 0:
             why.append(f"harvests a {term}-term loss of {-gain} (saves about "
                        f"{(-gain * rate).quantize(CENT)})")
         elif disallowed:
@@ -423,8 +568,9 @@ def _proposal(
         trades.append(_construct(Trade, symbol=sym, side="sell", quantity=qty,
                                  value=trade_value, cost=cost, lot_id=lot.lot_id,
                                  realized_gain=gain, term=term, reason="; ".join(why)))
+    gap_a = gap_after.tolist() if buy_units else gap_b
     for i, qty in sorted(buy_units.items()):
-        sym = universe.symbols[i]
+        sym = symbols[i]
         trade_value, cost = buy_vc[i]
         tc_total += cost
         if gap_b[i] < 0 and target[i] > 0:
@@ -436,45 +582,18 @@ def _proposal(
                       "(restricted, screened or wash-sale locked): lowers tracking error")
         trades.append(_construct(Trade, symbol=sym, side="buy", quantity=qty, value=trade_value,
                                  cost=cost, reason=reason))
-    te_before = float(np.sqrt(max(0.0, gap_before @ universe.cov @ gap_before)))
-    d_after = p.holding + b_final - np.bincount(p.lot_instrument, weights=s_final,
-                                                minlength=universe.n) - p.model
-    te_after = float(np.sqrt(max(0.0, d_after @ universe.cov @ d_after)))
-    f0 = objective(universe, p, np.zeros(universe.n), np.zeros(p.lot_instrument.size))
-    f1 = objective(universe, p, b_final, s_final)
-    band = float(model.drift_band)
-    for i in np.flatnonzero(np.abs(gap_before) > band):
-        notes.append(f"{universe.symbols[i]} was {gap_before[i]:+.1%} from its model weight "
-                     f"(drift band {band:.0%}); after trading {gap_after[i]:+.1%}")
-    if not trades:
-        notes.append("no trades: no change is worth its tax and transaction cost")
-    return Proposal(
-        account_id=account.account_id,
-        model_id=model.model_id,
-        as_of=as_of,
-        trades=tuple(trades),
-        realized_short_term=st_gain,
-        realized_long_term=lt_gain,
-        tax_cost=tax_cost.quantize(CENT, rounding=ROUND_HALF_EVEN),
-        transaction_cost=tc_total,
-        cash_after=cash_after.quantize(CENT, rounding=ROUND_DOWN),
-        tracking_error_before=te_before,
-        tracking_error_after=te_after,
-        objective_no_trade=f0,
-        objective=f1,
-        needs_approval=account.mode == "advisory",
-        notes=tuple(notes),
-    )
+    return tuple(trades), st_gain, lt_gain, tax_cost, tc_total, ctx.cash_after, ctx.notes
 
 
-def _weights(universe, p, buy_units, sell_units, prices, lots):
-    """Weights of unit trades (inverse of the rounding above)."""
-    buys = np.zeros(universe.n)
-    sells = np.zeros(p.lot_instrument.size)
+def _weights(batch, a, buy_units, sell_units, prices, n):
+    """Weights of unit trades (inverse of the rounding to units)."""
+    value = float(batch.value[a])
+    buys = np.zeros(n)
+    sells = np.zeros(batch.lot_account.size)
     for i, qty in buy_units.items():
-        buys[i] = float(qty * prices[universe.symbols[i]]) / p.value
+        buys[i] = float(qty * prices[i]) / value
     for k, qty in sell_units.items():
-        sells[k] = min(p.lot_weight[k], float(qty * prices[lots[p.lot_ids[k]].symbol]) / p.value)
+        sells[k] = min(batch.lot_weight[k], float(qty * prices[batch.lot_instrument[k]]) / value)
     return buys, sells
 
 

@@ -18,8 +18,11 @@ the rule here is: a loss lot may be sold only if nothing of its wash group can b
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 
@@ -198,10 +201,17 @@ def build_account(
     as_of: dt.date,
     harvest_groups: frozenset[str] = frozenset(),
 ) -> AccountProblem:
-    """The numeric problem of one account (see ``ProblemBuilder.build``; same errors)."""
+    """The numeric problem of one account (see ``ProblemBuilder.build``; same errors), with the
+    purchases of ``harvest_groups`` given up so that their losses may be realized."""
     builder = ProblemBuilder(universe, model, market, household_trades, as_of)
-    problem = builder.build(account, custom)
-    return builder.with_harvest(problem, harvest_groups) if harvest_groups else problem
+    builder.validate(account, custom)
+    batch, errors = builder.build_batch([account], [custom])
+    if errors:
+        raise errors[0][1]
+    if harvest_groups:
+        mask = np.array([g in harvest_groups for g in builder.group_names])
+        batch.harvest(mask[None, :], builder)
+    return batch.problem(0)
 
 
 def _last_day_with(as_of: dt.date, test) -> dt.date:
@@ -214,9 +224,156 @@ def _last_day_with(as_of: dt.date, test) -> dt.date:
     return day
 
 
+@dataclass
+class ProblemBatch:
+    """The problems of many accounts of one universe, stacked (rows ``B``, lots ``L`` in all).
+
+    Row ``a`` holds what ``AccountProblem`` holds for one account; the lots of account ``a`` are
+    ``lot_start[a]:lot_start[a + 1]`` of the flat lot arrays, in the account's order (lots of
+    quantity 0 left out). ``problem(a)`` is the ``AccountProblem`` of one row.
+    """
+
+    account_ids: list[str]
+    value: np.ndarray  # (B,) cash units, after the withdrawal
+    cash: np.ndarray  # (B,) cash weight before the withdrawal
+    cash_budget: np.ndarray  # (B,)
+    st_budget: np.ndarray  # (B,) inf where none
+    holding: np.ndarray  # (B, n)
+    model: np.ndarray  # (B, n)
+    buy_max: np.ndarray  # (B, n)
+    sell_min: np.ndarray  # (B, n)
+    sell_max: np.ndarray  # (B, n)
+    sell_cap: np.ndarray  # (B, n)
+    over_max: np.ndarray  # (B, n)
+    class_lo: np.ndarray  # (B, K)
+    class_hi: np.ndarray  # (B, K)
+    class_lo_raw: np.ndarray  # (B, K)
+    class_hi_raw: np.ndarray  # (B, K)
+    harvestable: np.ndarray  # (B, G) bool: wash groups with loss lots held back by the guard
+    lot_start: np.ndarray  # (B + 1,)
+    lot_account: np.ndarray  # (L,) row of each lot
+    lot_instrument: np.ndarray  # (L,)
+    lot_weight: np.ndarray  # (L,)
+    lot_full_weight: np.ndarray  # (L,)
+    lot_held: np.ndarray  # (L,)
+    lot_tax: np.ndarray  # (L,)
+    lot_gain: np.ndarray  # (L,)
+    lot_short: np.ndarray  # (L,) bool
+    lot_st_gain: np.ndarray  # (L,)
+    lot_ids: np.ndarray  # (L,) object: lot id strings
+    lot_refs: np.ndarray  # (L,) object: the ``TaxLot`` of each lot
+    notes: list[list[str]]  # per row: screens, stale prices, wash-sale locks
+    harvest_notes: list[str | None]  # per row: the wash-sale trade-off taken, if any
+    limit_notes: list[list[str]]  # per row: limits that restrictions make unreachable
+    group_names: tuple[str, ...] = ()
+
+    _ROWS = ("value", "cash", "cash_budget", "st_budget", "holding", "model", "buy_max",
+             "sell_min", "sell_max", "sell_cap", "over_max", "class_lo", "class_hi",
+             "class_lo_raw", "class_hi_raw", "harvestable")
+    _LOTS = ("lot_instrument", "lot_weight", "lot_full_weight", "lot_held", "lot_tax",
+             "lot_gain", "lot_short", "lot_st_gain", "lot_ids", "lot_refs")
+    _LISTS = ("account_ids", "notes", "harvest_notes", "limit_notes")
+
+    def __len__(self) -> int:
+        return len(self.account_ids)
+
+    def lot_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Flat indexes of the lots of ``rows``, row after row."""
+        starts, ends = self.lot_start[rows], self.lot_start[rows + 1]
+        lens = ends - starts
+        offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        return offsets + np.arange(int(lens.sum()))
+
+    def take(self, rows: np.ndarray) -> tuple[ProblemBatch, np.ndarray]:
+        """The batch of ``rows`` only, and the flat indexes (here) of its lots."""
+        lots = self.lot_rows(rows)
+        lens = self.lot_start[rows + 1] - self.lot_start[rows]
+        fields = {name: getattr(self, name)[rows] for name in self._ROWS}
+        fields.update({name: getattr(self, name)[lots] for name in self._LOTS})
+        fields.update({name: [getattr(self, name)[a] for a in rows] for name in self._LISTS})
+        part = ProblemBatch(
+            lot_start=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+            lot_account=np.repeat(np.arange(rows.size), lens),
+            group_names=self.group_names, **fields)
+        return part, lots
+
+    def put(self, rows: np.ndarray, lots: np.ndarray, part: ProblemBatch) -> None:
+        """Write ``part`` (from ``take(rows)``, then changed) back into ``rows``."""
+        for name in self._ROWS:
+            getattr(self, name)[rows] = getattr(part, name)
+        for name in self._LOTS:
+            getattr(self, name)[lots] = getattr(part, name)
+        for name in self._LISTS:
+            target, source = getattr(self, name), getattr(part, name)
+            for k, a in enumerate(rows):
+                target[a] = source[k]
+
+    def problem(self, a: int) -> AccountProblem:
+        """The ``AccountProblem`` of row ``a`` (copies, so the batch is never aliased)."""
+        lots = slice(int(self.lot_start[a]), int(self.lot_start[a + 1]))
+        harvest = self.harvest_notes[a]
+        return AccountProblem(
+            account_id=self.account_ids[a],
+            value=float(self.value[a]),
+            holding=self.holding[a].copy(),
+            model=self.model[a].copy(),
+            cash=float(self.cash[a]),
+            cash_budget=float(self.cash_budget[a]),
+            buy_max=self.buy_max[a].copy(),
+            sell_min=self.sell_min[a].copy(),
+            sell_max=self.sell_max[a].copy(),
+            class_lo=self.class_lo[a].copy(),
+            class_hi=self.class_hi[a].copy(),
+            st_budget=float(self.st_budget[a]),
+            lot_instrument=self.lot_instrument[lots].copy(),
+            lot_weight=self.lot_weight[lots].copy(),
+            lot_held=self.lot_held[lots].copy(),
+            lot_tax=self.lot_tax[lots].copy(),
+            lot_gain=self.lot_gain[lots].copy(),
+            lot_short=self.lot_short[lots].copy(),
+            lot_st_gain=self.lot_st_gain[lots].copy(),
+            lot_ids=tuple(self.lot_ids[lots]),
+            notes=[*self.notes[a], *([harvest] if harvest else []), *self.limit_notes[a]],
+            harvestable_groups=frozenset(
+                self.group_names[g] for g in np.flatnonzero(self.harvestable[a])),
+            lot_full_weight=self.lot_full_weight[lots].copy(),
+            sell_cap=self.sell_cap[a].copy(),
+            over_max=self.over_max[a].copy(),
+            class_lo_raw=self.class_lo_raw[a].copy(),
+            class_hi_raw=self.class_hi_raw[a].copy(),
+        )
+
+    def harvest(self, groups: np.ndarray, builder: ProblemBuilder) -> None:
+        """Give up today's purchases of the wash ``groups`` (B, G) of each row so that their
+        losses may be realized (lifts the wash-sale guard of their loss lots)."""
+        self.buy_max = np.where(groups[:, builder.group_of], 0.0, self.buy_max)
+        in_group = groups[self.lot_account, builder.group_of[self.lot_instrument]]
+        self.lot_weight = np.where(in_group, self.lot_full_weight, self.lot_weight)
+        for a in np.flatnonzero(groups.any(axis=1)):
+            names = sorted(builder.group_names[g] for g in np.flatnonzero(groups[a]))
+            self.harvest_notes[a] = ("wash sales: not buying " + ", ".join(names)
+                                     + " today so that its losses can be realized")
+        builder.apply_limits(self)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an account's customizations (restrictions, screens, substitutions) mean per
+    instrument; shared by every account with the same menu choices."""
+
+    target: np.ndarray  # (n,) model weights after substitutions and screens
+    buy_ok: np.ndarray  # (n,) approved, not never-buy, not screened
+    never_sell: np.ndarray  # (n,)
+    notes: tuple[str, ...]
+    error: AccountDataError | None = None
+
+
+_INF = float("inf")
+
+
 class ProblemBuilder:
     """Builds account problems for one model, market and date, caching what accounts share
-    (instrument indexes, wash groups, screens, the household trade windows)."""
+    (instrument indexes, wash groups, customization plans, the household trade windows)."""
 
     def __init__(
         self,
@@ -233,14 +390,15 @@ class ProblemBuilder:
         self.index = {s: i for i, s in enumerate(universe.symbols)}
         self.instruments = {i.symbol: i for i in model.instruments}
         groups = [self.instruments[s].wash_group or s for s in universe.symbols]
-        self.group_names = sorted(set(groups))
+        self.group_names = tuple(sorted(set(groups)))
         gid = {g: k for k, g in enumerate(self.group_names)}
         self.group_of = np.array([gid[g] for g in groups], dtype=np.int64)
         self.by_household: dict[str, list[HouseholdTrade]] = {}
         for trade in household_trades:
             self.by_household.setdefault(trade.household_id, []).append(trade)
-        self._windows: dict[str, tuple[set[str], set[str]]] = {}
+        self._windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._screens: dict[tuple, frozenset[str]] = {}
+        self._plans: dict[tuple, _Plan] = {}
         self.ordinal = as_of.toordinal()
         # Acquired on or before this date -> long-term today.
         self.long_cutoff = _last_day_with(as_of, lambda d: as_of > one_year_after(d)).toordinal()
@@ -255,6 +413,8 @@ class ProblemBuilder:
         for sym, cap in market.capacity.items():
             if sym in self.index:
                 self.capacity[self.index[sym]] = float(cap)
+        self.stale = np.array([s in universe.stale for s in universe.symbols], dtype=bool)
+        self.max_w = float(model.max_position_weight)
 
     def _defer_cutoff(self, days: int) -> int:
         """Lots acquired on or before this ordinal turn long-term within ``days`` days."""
@@ -273,70 +433,24 @@ class ProblemBuilder:
             )
         return self._screens[screens]
 
-    def build(self, account: Account, custom: Customizations) -> AccountProblem:
-        """The numeric problem of one account.
+    def _plan(self, custom: Customizations) -> _Plan:
+        """The per-instrument meaning of ``custom``'s menu choices (cached by their values)."""
+        key = (custom.never_buy, custom.never_sell, custom.screens,
+               tuple(custom.substitutions.items()))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(custom)
+        return plan
 
-        Raises ``AccountDataError`` (an ``InvalidInput``) for bad data: unknown instrument,
-        stale price of a holding, negative quantity, cash or cost basis, a lot dated after
-        ``as_of``, lots that do not add up to the stated holdings, a withdrawal larger than the
-        account.
-        """
-        u, index, as_of = self.u, self.index, self.as_of
+    def _make_plan(self, custom: Customizations) -> _Plan:
+        u, index = self.u, self.index
         n = u.n
-        notes: list[str] = []
-        if account.cash < 0:
-            raise AccountDataError("cash", "cash >= 0", account.cash)
-        for name, amount in (("withdrawal", custom.withdrawal), ("min_cash", custom.min_cash)):
-            if amount < 0:
-                raise AccountDataError(name, "an amount >= 0", amount)
-        lots = account.lots
-        for k, lot in enumerate(lots):
-            if lot.symbol not in index:
-                raise AccountDataError(f"lots[{k}].symbol", "an instrument of the model",
-                                       lot.symbol)
-            if lot.quantity < 0:
-                raise AccountDataError(f"lots[{k}].quantity", "a quantity >= 0", lot.quantity)
-            if lot.cost_basis < 0:
-                raise AccountDataError(f"lots[{k}].cost_basis", "a cost basis >= 0",
-                                       lot.cost_basis)
-            if lot.acquired > as_of:
-                raise AccountDataError(f"lots[{k}].acquired", f"a date <= {as_of}", lot.acquired)
-            if lot.symbol in u.stale and lot.quantity > 0:
-                raise AccountDataError(f"prices[{lot.symbol}]",
-                                       "a fresh price for a held instrument", "stale or missing")
-        if len({lot.lot_id for lot in lots}) != len(lots):
-            raise AccountDataError("lots", "unique lot ids", [lot.lot_id for lot in lots])
-        if account.holdings is not None:
-            unit_sums: dict[str, Decimal] = {}
-            for lot in lots:
-                unit_sums[lot.symbol] = unit_sums.get(lot.symbol, Decimal(0)) + lot.quantity
-            for sym in set(account.holdings) | set(unit_sums):
-                held = account.holdings.get(sym, Decimal(0))
-                if held < 0:
-                    raise AccountDataError(f"holdings[{sym}]", "a quantity >= 0", held)
-                if held != unit_sums.get(sym, Decimal(0)):
-                    raise AccountDataError(
-                        f"holdings[{sym}]",
-                        f"the sum of its lots ({unit_sums.get(sym, Decimal(0))})", held)
         for sym in (*custom.substitutions.keys(), *custom.substitutions.values()):
             if sym not in index:
-                raise AccountDataError(f"substitutions[{sym}]", "an instrument of the model", sym)
-
-        lots = tuple(lot for lot in lots if lot.quantity > 0)
-        inst = np.array([index[lot.symbol] for lot in lots], dtype=np.int64)
-        qty = np.array([float(lot.quantity) for lot in lots])
-        basis = np.array([float(lot.cost_basis) for lot in lots])
-        acquired = np.array([lot.acquired.toordinal() for lot in lots], dtype=np.int64)
-        price = u.prices[inst] if lots else np.zeros(0)
-        lot_value = qty * price
-        held_value = np.bincount(inst, weights=lot_value, minlength=n)
-        total = float(account.cash) + float(held_value.sum())
-        value = total - float(custom.withdrawal)
-        if value <= 0:
-            raise AccountDataError("withdrawal", f"less than the account value {total:.2f}",
-                                   custom.withdrawal)
-        holding = held_value / value
-
+                return _Plan(np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), (),
+                             AccountDataError(f"substitutions[{sym}]",
+                                              "an instrument of the model", sym))
+        notes: list[str] = []
         # Model weights for this account: substitutions move a weight, screens drop it.
         target = self.model_target.copy()
         for x_sym, y_sym in custom.substitutions.items():
@@ -358,149 +472,317 @@ class ProblemBuilder:
                     target[peers] += target[i] * target[peers] / target[peers].sum()
                 notes.append(f"{sym} screened out; its model weight goes to {where}")
                 target[i] = 0.0
-
         approved = (self.base_approved | set(custom.substitutions.values())) - set(
             custom.substitutions)
-        no_buy_wash, no_loss_wash = self._household_windows(account.household_id)
-        no_loss_wash = set(no_loss_wash)
-        recent = acquired >= self.ordinal - WASH_SALE_DAYS
-        for k in np.flatnonzero(recent):
-            no_loss_wash.add(lots[k].symbol)
-        no_buy_groups = {self.group_of[index[s]] for s in no_buy_wash if s in index}
-        no_loss_groups = {self.group_of[index[s]] for s in no_loss_wash if s in index}
+        buy_ok = np.array([s in approved and s not in custom.never_buy and s not in screened
+                           for s in u.symbols], dtype=bool)
+        never_sell = np.array([s in custom.never_sell for s in u.symbols], dtype=bool)
+        return _Plan(target, buy_ok, never_sell, tuple(notes))
 
-        max_w = float(self.model.max_position_weight)
-        buy_max = np.zeros(n)
-        for sym, i in index.items():
-            if sym not in approved or sym in custom.never_buy or sym in screened:
-                continue
-            if sym in u.stale:
-                notes.append(f"{sym} not bought: its price is stale")
-                continue
-            if self.group_of[i] in no_buy_groups:
-                notes.append(f"{sym} not bought: wash sale (a household loss sale of its "
-                             f"group within {WASH_SALE_DAYS} days)")
-                continue
-            buy_max[i] = min(max(0.0, max_w - holding[i]), self.capacity[i] / value)
+    def validate(self, account: Account, custom: Customizations) -> None:
+        """Check one account's data, lot by lot (``build_batch`` checks in bulk and calls this
+        for the accounts it flags, to name the first offending field).
+
+        Raises ``AccountDataError`` (an ``InvalidInput``) for bad data: unknown instrument,
+        stale price of a holding, negative quantity, cash or cost basis, a lot dated after
+        ``as_of``, lots that do not add up to the stated holdings, an unknown substitution.
+        """
+        index, as_of, stale = self.index, self.as_of, self.u.stale
+        if account.cash < 0:
+            raise AccountDataError("cash", "cash >= 0", account.cash)
+        for name, amount in (("withdrawal", custom.withdrawal), ("min_cash", custom.min_cash)):
+            if amount < 0:
+                raise AccountDataError(name, "an amount >= 0", amount)
+        lots = account.lots
+        for k, lot in enumerate(lots):
+            if lot.symbol not in index:
+                raise AccountDataError(f"lots[{k}].symbol", "an instrument of the model",
+                                       lot.symbol)
+            if lot.quantity < 0:
+                raise AccountDataError(f"lots[{k}].quantity", "a quantity >= 0", lot.quantity)
+            if lot.cost_basis < 0:
+                raise AccountDataError(f"lots[{k}].cost_basis", "a cost basis >= 0",
+                                       lot.cost_basis)
+            if lot.acquired > as_of:
+                raise AccountDataError(f"lots[{k}].acquired", f"a date <= {as_of}", lot.acquired)
+            if lot.symbol in stale and lot.quantity > 0:
+                raise AccountDataError(f"prices[{lot.symbol}]",
+                                       "a fresh price for a held instrument", "stale or missing")
+        if len({lot.lot_id for lot in lots}) != len(lots):
+            raise AccountDataError("lots", "unique lot ids", [lot.lot_id for lot in lots])
+        if account.holdings is not None:
+            unit_sums: dict[str, Decimal] = {}
+            for lot in lots:
+                unit_sums[lot.symbol] = unit_sums.get(lot.symbol, Decimal(0)) + lot.quantity
+            for sym in set(account.holdings) | set(unit_sums):
+                held = account.holdings.get(sym, Decimal(0))
+                if held < 0:
+                    raise AccountDataError(f"holdings[{sym}]", "a quantity >= 0", held)
+                if held != unit_sums.get(sym, Decimal(0)):
+                    raise AccountDataError(
+                        f"holdings[{sym}]",
+                        f"the sum of its lots ({unit_sums.get(sym, Decimal(0))})", held)
+        error = self._plan(custom).error
+        if error is not None:
+            raise error
+
+    def build(self, account: Account, custom: Customizations) -> AccountProblem:
+        """The numeric problem of one account.
+
+        Raises ``AccountDataError`` (an ``InvalidInput``) for bad data: unknown instrument,
+        stale price of a holding, negative quantity, cash or cost basis, a lot dated after
+        ``as_of``, lots that do not add up to the stated holdings, a withdrawal larger than the
+        account, a negative short-term gains budget.
+        """
+        batch, errors = self.build_batch([account], [custom])
+        if errors:
+            raise errors[0][1]
+        return batch.problem(0)
+
+    def build_batch(
+        self, accounts: Sequence[Account], customs: Sequence[Customizations]
+    ) -> tuple[ProblemBatch, list[tuple[int, AccountDataError]]]:
+        """The problems of many accounts at once, in numpy (``customs[k]`` is the menu of
+        ``accounts[k]``).
+
+        Returns the batch of the accounts whose data is good, in input order, and for each
+        other account its position in ``accounts`` and the error that skips it (the same
+        errors as ``build``). Raises nothing for bad account data.
+        """
+        u, n = self.u, self.u.n
+        count = len(accounts)
+        plans = [self._plan(c) for c in customs]
+        lot_lists = [a.lots for a in accounts]
+        per_account = np.fromiter(map(len, lot_lists), np.int64, count)
+        flat = [lot for lots in lot_lists for lot in lots]
+        total = len(flat)
+        rows = list(map(_LOT_FIELDS, flat))
+        syms, qtys, bases, acqs, ids = zip(*rows, strict=True) if rows else ((),) * 5
+        inst = np.fromiter(map(self.index.get, syms, repeat(-1, total)), np.int64, total)
+        qty = np.fromiter(map(float, qtys), float, total)
+        basis = np.fromiter(map(float, bases), float, total)
+        acquired = np.fromiter(map(dt.date.toordinal, acqs), np.int64, total)
+        lot_account = np.repeat(np.arange(count), per_account)
+        cash = np.fromiter((float(a.cash) for a in accounts), float, count)
+        withdrawal = np.fromiter((float(c.withdrawal) for c in customs), float, count)
+        min_cash = np.fromiter((float(c.min_cash) for c in customs), float, count)
+
+        # Bulk checks; flagged accounts are checked one by one to name the offending field.
+        known = inst >= 0
+        bad_lot = ~known | (qty < 0) | (basis < 0) | (acquired > self.ordinal)
+        bad_lot |= known & self.stale[np.where(known, inst, 0)] & (qty > 0)
+        flagged = np.bincount(lot_account, weights=bad_lot, minlength=count) > 0
+        flagged |= (cash < 0) | (withdrawal < 0) | (min_cash < 0)
+        flagged |= np.fromiter((a.holdings is not None or p.error is not None
+                                for a, p in zip(accounts, plans, strict=True)), bool, count)
+        if len(set(ids)) != total:
+            flagged |= np.fromiter((len({lot.lot_id for lot in lots}) != len(lots)
+                                    for lots in lot_lists), bool, count)
+        errors: list[tuple[int, AccountDataError]] = []
+        skip = np.zeros(count, dtype=bool)
+        for a in np.flatnonzero(flagged):
+            try:
+                self.validate(accounts[a], customs[a])
+            except AccountDataError as exc:
+                errors.append((int(a), exc))
+                skip[a] = True
+        price = u.prices[np.where(known, inst, 0)]
+        lot_value = np.where(known & ~skip[lot_account] & (qty > 0), qty * price, 0.0)
+        held_total = np.bincount(lot_account, weights=lot_value, minlength=count)
+        value = cash + held_total - withdrawal
+        for a in np.flatnonzero(~skip & (value <= 0)):
+            total_value = float(cash[a] + held_total[a])
+            errors.append((int(a), AccountDataError(
+                "withdrawal", f"less than the account value {total_value:.2f}",
+                customs[a].withdrawal)))
+            skip[a] = True
+        budgets = [c.tax.short_term_gain_budget for c in customs]
+        for a in np.flatnonzero(~skip):
+            if budgets[a] is not None and budgets[a] < 0:
+                errors.append((int(a), AccountDataError(
+                    "tax.short_term_gain_budget", "an amount >= 0", budgets[a])))
+                skip[a] = True
+        errors.sort(key=lambda e: e[0])
+
+        keep = np.flatnonzero(~skip)
+        b_count = keep.size
+        new_row = np.cumsum(~skip) - 1
+        lot_keep = ~skip[lot_account] & (qty > 0)
+        inst, qty, basis, acquired = inst[lot_keep], qty[lot_keep], basis[lot_keep], \
+            acquired[lot_keep]
+        lot_value, price = lot_value[lot_keep], price[lot_keep]
+        lot_ids = np.array(ids, dtype=object)[lot_keep] if total else np.zeros(0, object)
+        lot_refs = np.fromiter(flat, dtype=object, count=total)[lot_keep]
+        lot_account = new_row[lot_account[lot_keep]]
+        lot_start = np.concatenate([[0], np.cumsum(np.bincount(lot_account, minlength=b_count))])
+        value, cash, withdrawal, min_cash = value[keep], cash[keep], withdrawal[keep], \
+            min_cash[keep]
+        kept_customs = [customs[a] for a in keep]
+        kept_plans = [plans[a] for a in keep]
+        cell = lot_account * n + inst
+        held_value = np.bincount(cell, weights=lot_value, minlength=b_count * n).reshape(
+            b_count, n)
+        holding = held_value / value[:, None]
+        plan_ids: dict[int, int] = {}
+        plan_of = np.fromiter((plan_ids.setdefault(id(p), len(plan_ids)) for p in kept_plans),
+                              np.int64, b_count)
+        unique_plans = list({id(p): p for p in kept_plans}.values())
+        target = np.stack([p.target for p in unique_plans])[plan_of] if b_count else \
+            np.zeros((0, n))
+        buy_ok = np.stack([p.buy_ok for p in unique_plans])[plan_of] if b_count else \
+            np.zeros((0, n), bool)
+        never_sell_mat = np.stack([p.never_sell for p in unique_plans]) if b_count else \
+            np.zeros((0, n), bool)
+
+        # Wash sales, household-wide, and this account's own recent purchases.
+        n_groups = len(self.group_names)
+        windows = [self._household_windows(accounts[a].household_id) for a in keep]
+        no_buy = np.array([w[0] for w in windows], dtype=bool).reshape(b_count, n_groups)
+        no_loss = np.array([w[1] for w in windows], dtype=bool).reshape(b_count, n_groups)
+        recent = acquired >= self.ordinal - WASH_SALE_DAYS
+        no_loss[lot_account[recent], self.group_of[inst[recent]]] = True
+        wash_locked_buy = no_buy[:, self.group_of]
+        buyable = buy_ok & ~self.stale[None, :] & ~wash_locked_buy
+        room = np.minimum(np.maximum(0.0, self.max_w - holding), self.capacity / value[:, None])
+        buy_max = np.where(buyable, room, 0.0)
+        notes = [list(p.notes) for p in kept_plans]
+        for a in np.flatnonzero((buy_ok & (self.stale[None, :] | wash_locked_buy)).any(axis=1)):
+            for i in np.flatnonzero(buy_ok[a] & (self.stale | wash_locked_buy[a])):
+                sym = u.symbols[i]
+                if self.stale[i]:
+                    notes[a].append(f"{sym} not bought: its price is stale")
+                else:
+                    notes[a].append(f"{sym} not bought: wash sale (a household loss sale of its "
+                                    f"group within {WASH_SALE_DAYS} days)")
 
         # Lots: what may be sold and at what tax.
-        tax = custom.tax
-        gain = 1.0 - basis / price if lots else np.zeros(0)
+        taxes = [c.tax for c in kept_customs]
+        st_rate = np.fromiter((t.short_term_rate for t in taxes), float, b_count)
+        lt_rate = np.fromiter((t.long_term_rate for t in taxes), float, b_count)
+        threshold = np.fromiter((t.loss_harvest_threshold for t in taxes), float, b_count)
+        defer = np.fromiter((self._defer_cutoff(t.defer_short_term_days) for t in taxes),
+                            np.int64, b_count)
+        gain = 1.0 - basis / price
         short = acquired > self.long_cutoff
-        rate = np.where(short, tax.short_term_rate, tax.long_term_rate)
-        sellable = lot_value / value
-        never_sell = np.array([lot.symbol in custom.never_sell for lot in lots], dtype=bool)
-        deferred = short & (gain > 0) & (acquired <= self._defer_cutoff(tax.defer_short_term_days))
+        rate = np.where(short, st_rate[lot_account], lt_rate[lot_account])
+        sellable = lot_value / value[lot_account]
+        never_sell = never_sell_mat[plan_of[lot_account], inst] if inst.size else \
+            np.zeros(0, bool)
+        deferred = short & (gain > 0) & (acquired <= defer[lot_account])
         lot_group = self.group_of[inst]
-        no_loss_mask = np.zeros(len(self.group_names), dtype=bool)
-        no_loss_mask[list(no_loss_groups)] = True
-        wash_locked = (gain < 0) & no_loss_mask[lot_group]
+        wash_locked = (gain < 0) & no_loss[lot_account, lot_group]
         sellable = np.where(never_sell | deferred | wash_locked, 0.0, sellable)
-        full_tax = rate * gain
-        below_threshold = (gain < 0) & (-gain < tax.loss_harvest_threshold)
+        below_threshold = (gain < 0) & (-gain < threshold[lot_account])
         full_tax = np.where(below_threshold, 0.0, rate * gain)
         st_full = np.where(short, gain, 0.0)
         # Wash-sale guard: a loss lot of a group that may be bought today is not sold (a loss
         # sale and a purchase of its group on the same day is a wash sale). The engine lifts the
-        # guard group by group (``with_harvest``) where it gives up today's purchases instead.
-        group_buyable = np.bincount(self.group_of, weights=buy_max > 0,
-                                    minlength=len(self.group_names)) > 0
+        # guard group by group (``ProblemBatch.harvest``) where it gives up today's purchases.
+        group_buyable = np.zeros((b_count, n_groups), dtype=bool)
+        rows_b, cols_b = np.nonzero(buy_max > 0)
+        group_buyable[rows_b, self.group_of[cols_b]] = True
         loss = (gain < 0) & (sellable > 0)
+        harvestable = np.zeros((b_count, n_groups), dtype=bool)
+        harvestable[lot_account[loss], lot_group[loss]] = True
         full_sellable = sellable
-        sellable = np.where(loss & group_buyable[lot_group], 0.0, sellable)
-        sell_cap = self.capacity / value
-        over_max = np.maximum(holding - max_w, 0.0)
-        cash_w = float(account.cash) / value
-        cash_budget = cash_w - float(custom.withdrawal) / value - float(custom.min_cash) / value
-        cls_now = u.class_matrix @ holding
-        class_lo_raw = u.class_lo - cls_now
-        class_hi_raw = u.class_hi - cls_now
-        st_budget = float("inf")
-        if tax.short_term_gain_budget is not None:
-            if tax.short_term_gain_budget < 0:
-                raise AccountDataError("tax.short_term_gain_budget", "an amount >= 0",
-                                       tax.short_term_gain_budget)
-            st_budget = float(tax.short_term_gain_budget) / value
-        problem = AccountProblem(
-            account_id=account.account_id,
+        sellable = np.where(loss & group_buyable[lot_account, lot_group], 0.0, sellable)
+        cash_w = cash / value
+        cls_now = holding @ u.class_matrix.T
+        st_budget = np.fromiter(
+            (_INF if b is None else float(b) for b in (budgets[a] for a in keep)), float,
+            b_count) / value
+        batch = ProblemBatch(
+            account_ids=[accounts[a].account_id for a in keep],
             value=value,
+            cash=cash_w,
+            cash_budget=cash_w - withdrawal / value - min_cash / value,
+            st_budget=st_budget,
             holding=holding,
             model=target,
-            cash=cash_w,
-            cash_budget=cash_budget,
             buy_max=buy_max,
-            sell_min=np.zeros(n),
-            sell_max=np.zeros(n),
-            class_lo=class_lo_raw,
-            class_hi=class_hi_raw,
-            st_budget=st_budget,
+            sell_min=np.zeros((b_count, n)),
+            sell_max=np.zeros((b_count, n)),
+            sell_cap=np.broadcast_to(self.capacity, (b_count, n)) / value[:, None],
+            over_max=np.maximum(holding - self.max_w, 0.0),
+            class_lo=u.class_lo - cls_now,
+            class_hi=u.class_hi - cls_now,
+            class_lo_raw=u.class_lo - cls_now,
+            class_hi_raw=u.class_hi - cls_now,
+            harvestable=harvestable,
+            lot_start=lot_start.astype(np.int64),
+            lot_account=lot_account,
             lot_instrument=inst,
             lot_weight=sellable,
-            lot_held=lot_value / value,
+            lot_full_weight=full_sellable,
+            lot_held=lot_value / value[lot_account],
             lot_tax=full_tax,
             lot_gain=gain,
             lot_short=short,
             lot_st_gain=st_full,
-            lot_ids=tuple(lot.lot_id for lot in lots),
+            lot_ids=lot_ids,
+            lot_refs=lot_refs,
             notes=notes,
-            harvestable_groups=frozenset(
-                self.group_names[g] for g in np.unique(lot_group[loss])),
-            lot_full_weight=full_sellable,
-            sell_cap=sell_cap,
-            over_max=over_max,
-            class_lo_raw=class_lo_raw,
-            class_hi_raw=class_hi_raw,
+            harvest_notes=[None] * b_count,
+            limit_notes=[[] for _ in range(b_count)],
+            group_names=self.group_names,
         )
-        return self._limits(problem)
+        self.apply_limits(batch)
+        return batch, errors
 
-    def _limits(self, p: AccountProblem) -> AccountProblem:
+    def apply_limits(self, batch: ProblemBatch) -> None:
         """Sell bounds and class limits from what may be sold and bought; a limit that the
         restrictions make unreachable today is met as far as allowed (and noted)."""
         u, n = self.u, self.u.n
-        sell_max = np.minimum(np.bincount(p.lot_instrument, weights=p.lot_weight, minlength=n),
-                              p.sell_cap)
-        sell_min = np.minimum(p.over_max, sell_max)
-        notes = [x for x in p.notes if "stays" not in x]
-        max_w = float(self.model.max_position_weight)
-        for i in np.flatnonzero(p.over_max > sell_max + 1e-15):
-            notes.append(f"{u.symbols[i]} stays above the {max_w:.0%} position limit: "
-                         "restrictions or capacity allow selling only part of it")
-        class_lo, class_hi = p.class_lo_raw.copy(), p.class_hi_raw.copy()
-        most_sold = -(u.class_matrix @ sell_max)
-        most_bought = u.class_matrix @ p.buy_max
+        b_count = len(batch)
+        sold = np.bincount(batch.lot_account * n + batch.lot_instrument,
+                           weights=batch.lot_weight, minlength=b_count * n).reshape(b_count, n)
+        batch.sell_max = np.minimum(sold, batch.sell_cap)
+        batch.sell_min = np.minimum(batch.over_max, batch.sell_max)
+        stays = batch.over_max > batch.sell_max + 1e-15
+        most_sold = -(batch.sell_max @ u.class_matrix.T)
+        most_bought = batch.buy_max @ u.class_matrix.T
+        over_hi = batch.class_hi_raw < most_sold
+        under_lo = batch.class_lo_raw > most_bought
+        batch.class_hi = np.where(over_hi, most_sold, batch.class_hi_raw)
+        batch.class_lo = np.where(under_lo, most_bought, batch.class_lo_raw)
+        flagged = stays.any(axis=1) | over_hi.any(axis=1) | under_lo.any(axis=1)
+        for a in range(b_count):
+            if batch.limit_notes[a] or flagged[a]:
+                batch.limit_notes[a] = self._limit_notes(stays[a], over_hi[a], under_lo[a])
+
+    def _limit_notes(self, stays, over_hi, under_lo) -> list[str]:
+        u = self.u
+        notes = [f"{u.symbols[i]} stays above the {self.max_w:.0%} position limit: restrictions "
+                 "or capacity allow selling only part of it" for i in np.flatnonzero(stays)]
         for k, cls in enumerate(u.asset_classes):
-            if class_hi[k] < most_sold[k]:
+            if over_hi[k]:
                 notes.append(f"{cls} stays above its {u.class_hi[k]:.0%} limit: restrictions "
                              "allow selling only part of it")
-                class_hi[k] = most_sold[k]
-            if class_lo[k] > most_bought[k]:
+            if under_lo[k]:
                 notes.append(f"{cls} stays below its {u.class_lo[k]:.0%} limit: restrictions "
                              "allow buying only part of it")
-                class_lo[k] = most_bought[k]
-        return replace(p, sell_max=sell_max, sell_min=sell_min, class_lo=class_lo,
-                       class_hi=class_hi, notes=notes)
+        return notes
 
-    def _household_windows(self, household_id: str) -> tuple[set[str], set[str]]:
-        if household_id not in self._windows:
-            self._windows[household_id] = wash_windows(
-                self.by_household.get(household_id, []), household_id, self.as_of)
-        return self._windows[household_id]
+    def _household_windows(self, household_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Wash groups a household may not buy today, and groups whose losses it may not
+        harvest (see ``wash_windows``), as masks over ``group_names``."""
+        masks = self._windows.get(household_id)
+        if masks is None:
+            no_buy, no_loss = wash_windows(self.by_household.get(household_id, []),
+                                           household_id, self.as_of)
+            buy_mask = np.zeros(len(self.group_names), dtype=bool)
+            loss_mask = np.zeros(len(self.group_names), dtype=bool)
+            for sym in no_buy:
+                if sym in self.index:
+                    buy_mask[self.group_of[self.index[sym]]] = True
+            for sym in no_loss:
+                if sym in self.index:
+                    loss_mask[self.group_of[self.index[sym]]] = True
+            masks = self._windows[household_id] = (buy_mask, loss_mask)
+        return masks
 
-    def with_harvest(self, p: AccountProblem, groups: frozenset[str]) -> AccountProblem:
-        """``p`` with the purchases of wash ``groups`` given up so that their losses may be
-        realized (lifts the wash-sale guard of their loss lots)."""
-        mask = np.zeros(len(self.group_names), dtype=bool)
-        mask[[self.group_names.index(g) for g in groups]] = True
-        locked = mask[self.group_of]
-        in_group = mask[self.group_of[p.lot_instrument]]
-        harvested = replace(
-            p,
-            buy_max=np.where(locked, 0.0, p.buy_max),
-            lot_weight=np.where(in_group, p.lot_full_weight, p.lot_weight),
-            notes=[*p.notes, "wash sales: not buying " + ", ".join(sorted(groups))
-                   + " today so that its losses can be realized"],
-        )
-        return self._limits(harvested)
+
+_LOT_FIELDS = attrgetter("symbol", "quantity", "cost_basis", "acquired", "lot_id")
 
 
 def objective(universe: Universe, p: AccountProblem, buys: np.ndarray, sells: np.ndarray) -> float:
@@ -541,6 +823,7 @@ def violations(
 __all__ = [
     "AccountDataError",
     "AccountProblem",
+    "ProblemBatch",
     "ProblemBuilder",
     "StaleData",
     "Universe",

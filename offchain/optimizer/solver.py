@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offchain.optimizer.problem import AccountProblem, Universe
+from offchain.optimizer.problem import AccountProblem, ProblemBatch, Universe
 
 _TOL = 1e-10  # primal tolerance of the certificate, weight units
 _DUAL_TOL = 1e-9  # dual tolerance of the certificate
@@ -43,57 +43,53 @@ class SolveStats:
 
 
 @dataclass
-class Solution:
-    """One account's solution: buys per instrument and sells per lot, in weights."""
+class BatchSolution:
+    """The solutions of a batch, in weights: buys per row and instrument, sells per flat lot
+    (as in the ``ProblemBatch``). ``solved`` is False for a row with no feasible trade list (or
+    no exact solver to settle it); ``certified`` marks rows the fast path proved optimal."""
 
-    buys: np.ndarray
-    sells: np.ndarray
-    st_multiplier: float
-    certified: bool
+    buys: np.ndarray  # (B, n)
+    sells: np.ndarray  # (L,)
+    net: np.ndarray  # (B, n) buys minus sells per instrument (the warm start of a re-solve)
+    st_multiplier: np.ndarray  # (B,)
+    solved: np.ndarray  # (B,) bool
+    certified: np.ndarray  # (B,) bool
 
 
 class _Batch:
     """Stacked arrays of B accounts; lots padded to L slots per instrument."""
 
-    def __init__(self, universe: Universe, problems: list[AccountProblem]) -> None:
+    def __init__(self, universe: Universe, problems: ProblemBatch, mu0=None) -> None:
         n = universe.n
         self.n = n
         b_count = len(problems)
-        counts = np.zeros((b_count, n), dtype=np.int64)
-        for a, p in enumerate(problems):
-            counts[a] = np.bincount(p.lot_instrument, minlength=n)
+        cell = problems.lot_account * n + problems.lot_instrument
+        counts = np.bincount(cell, minlength=b_count * n)
         n_slots = max(1, int(counts.max(initial=0)))
         self.L = n_slots
+        order = np.argsort(cell, kind="stable")
+        first = np.cumsum(counts) - counts
+        slot = np.arange(order.size) - first[cell[order]]
+        acct, inst = problems.lot_account[order], problems.lot_instrument[order]
         shape = (b_count, n, n_slots)
         self.lot_w = np.zeros(shape)
-        self.lot_c = np.zeros(shape)
+        self.lot_c = np.full(shape, 1e3)  # padding slots cost more than any lot: sorted last
         self.lot_st = np.zeros(shape)
         self.lot_idx = np.full(shape, -1, dtype=np.int64)
-        cost = universe.cost
-        for a, p in enumerate(problems):
-            if p.lot_instrument.size == 0:
-                continue
-            order = np.argsort(p.lot_instrument, kind="stable")
-            inst = p.lot_instrument[order]
-            starts = np.searchsorted(inst, np.arange(n))
-            slot = np.arange(inst.size) - starts[inst]
-            self.lot_w[a, inst, slot] = p.lot_weight[order]
-            self.lot_c[a, inst, slot] = p.lot_tax[order] + cost[inst]
-            self.lot_st[a, inst, slot] = p.lot_st_gain[order]
-            self.lot_idx[a, inst, slot] = order
-        # Padding slots cost more than any lot so they sort last.
-        self.lot_c[self.lot_idx < 0] = 1e3
-        self.d0 = np.stack([p.holding - p.model for p in problems])
-        self.buy_max = np.stack([p.buy_max for p in problems])
-        self.sell_min = np.stack([p.sell_min for p in problems])
-        self.sell_max = np.stack([np.minimum(p.sell_max, self_sum) for p, self_sum in zip(
-            problems, self.lot_w.sum(axis=2), strict=True)])
-        self.cash_budget = np.array([p.cash_budget for p in problems])
-        k = universe.class_matrix.shape[0]
-        self.class_lo = np.stack([p.class_lo for p in problems]) if k else np.zeros((b_count, 0))
-        self.class_hi = np.stack([p.class_hi for p in problems]) if k else np.zeros((b_count, 0))
-        self.st_budget = np.array([p.st_budget for p in problems])
-        self.mu = np.zeros(b_count)
+        self.lot_w[acct, inst, slot] = problems.lot_weight[order]
+        self.lot_c[acct, inst, slot] = problems.lot_tax[order] + universe.cost[inst]
+        self.lot_st[acct, inst, slot] = problems.lot_st_gain[order]
+        self.lot_idx[acct, inst, slot] = order
+        self.d0 = problems.holding - problems.model
+        self.buy_max = problems.buy_max
+        self.sell_min = problems.sell_min
+        self.sell_max = np.minimum(problems.sell_max, self.lot_w.sum(axis=2))
+        self.cash_budget = problems.cash_budget
+        self.class_lo = problems.class_lo
+        self.class_hi = problems.class_hi
+        self.st_budget = problems.st_budget
+        self.mu = np.zeros(b_count) if mu0 is None else np.where(
+            np.isfinite(problems.st_budget) & np.isfinite(mu0), mu0, 0.0)
         self.sort_lots(np.arange(b_count))
 
     def sort_lots(self, rows: np.ndarray) -> None:
@@ -151,17 +147,17 @@ class BatchSolver:
 
     # ---------------------------------------------------------------- public
     def solve(
-        self, problems: list[AccountProblem]
-    ) -> tuple[list[Solution | None], SolveStats]:
-        """Solve every problem; returns one ``Solution`` per problem, in order (``None`` for an
-        account with no feasible trade list). Raises nothing on purpose.
+        self, problems: ProblemBatch, x0: np.ndarray | None = None, mu0: np.ndarray | None = None
+    ) -> tuple[BatchSolution, SolveStats]:
+        """Solve every row of ``problems``. ``x0`` (B, n), a guess of the net trades (e.g. the
+        answer to a closely related problem), is tried first, with ``mu0`` the short-term gains
+        multiplier that goes with it; rows it does not certify go through ADMM. Raises nothing
+        on purpose: a row that cannot be solved is reported in ``BatchSolution.solved``.
         """
         stats = SolveStats()
-        if not problems:
-            return [], stats
-        batch = _Batch(self.u, problems)
         b_count = len(problems)
         n = self.n = self.u.n
+        batch = _Batch(self.u, problems, mu0)
         x_final = np.full((b_count, n), np.nan)
         done = np.zeros(b_count, dtype=bool)
         v = np.zeros((b_count, 2 * n))
@@ -170,6 +166,10 @@ class BatchSolver:
         z = np.zeros((b_count, self.rows.shape[0]))
         yc = np.zeros_like(z)
         active = np.arange(b_count)
+        if x0 is not None and b_count:
+            guess = np.nan_to_num(x0)
+            w = np.hstack([np.maximum(guess, 0.0), np.maximum(-guess, 0.0)])
+            v = w.copy()
         it = 0
         while active.size and it < self.max_iter:
             data = batch.subset(active)
@@ -188,25 +188,29 @@ class BatchSolver:
             batch.sort_lots(active[moved])
             data = batch.subset(active)
             x_guess = w_a[:, :n] - w_a[:, n:]
-            ok, x_pol, mu_pol = self._polish(data, x_guess, z_a)
+            ok, x_pol, mu_pol = self._polish(data, x_guess)
             x_final[active[ok]] = x_pol[ok]
             batch.mu[active[ok]] = mu_pol[ok]
             done[active[ok]] = True
             active = active[~ok]
         stats.iterations = it
         stats.certified = int(done.sum())
-        solutions: list[Solution | None] = []
-        for a, p in enumerate(problems):
-            if done[a]:
-                buys, sells = self._to_lots(batch, a, x_final[a], p)
-                solutions.append(Solution(buys, sells, float(batch.mu[a]), True))
-            else:
-                stats.fallback += 1
-                stats.fallback_ids.append(p.account_id)
-                solutions.append(self._fallback(p))
-        return solutions, stats
+        buys, sells = self._to_lots(batch, x_final, done, problems.lot_instrument.size)
+        solved = done.copy()
+        mu_out = np.where(done, batch.mu, np.nan)
+        for a in np.flatnonzero(~done):
+            stats.fallback += 1
+            stats.fallback_ids.append(problems.account_ids[a])
+            exact = self._fallback(problems.problem(int(a)))
+            if exact is not None:
+                lots = slice(int(problems.lot_start[a]), int(problems.lot_start[a + 1]))
+                buys[a], sells[lots] = exact
+                solved[a] = True
+        net = buys - np.bincount(problems.lot_account * n + problems.lot_instrument,
+                                 weights=sells, minlength=b_count * n).reshape(b_count, n)
+        return BatchSolution(buys, sells, net, mu_out, solved, done), stats
 
-    def _fallback(self, p: AccountProblem) -> Solution | None:
+    def _fallback(self, p: AccountProblem) -> tuple[np.ndarray, np.ndarray] | None:
         """The exact solver for an account the fast path could not certify; ``None`` if it is
         infeasible or the exact solver is not installed."""
         if not self.exact_fallback:
@@ -219,7 +223,7 @@ class BatchSolver:
             buys, sells, _ = solve_reference(self.u, p)
         except (ReferenceFailed, ImportError):
             return None
-        return Solution(buys, sells, float("nan"), False)
+        return buys, sells
 
     # ---------------------------------------------------------------- ADMM
     def _admm_prepare(self, d, mu):
@@ -308,7 +312,7 @@ class BatchSolver:
         seg = _clip(x[:, :, None], lo, hi) - _clip(0.0, lo, hi)
         return np.einsum("bnj,bnj->b", seg, cash_c), np.einsum("bnj,bnj->b", seg, st_c)
 
-    def _polish(self, d, x_guess, z_guess):
+    def _polish(self, d, x_guess):
         """Try to certify each account; returns (ok mask, x, short-term multiplier).
 
         Statuses (free in an interval, or fixed on a knot; rows active or not) start from the
@@ -442,17 +446,17 @@ class BatchSolver:
         return ok, x_out, mu_out
 
     # ---------------------------------------------------------------- lots
-    def _to_lots(self, batch: _Batch, a: int, x: np.ndarray, p: AccountProblem):
-        buys = _clip(x, 0.0, p.buy_max)
-        sold = np.maximum(-x, 0.0)
-        sells = np.zeros(p.lot_instrument.size)
-        if sells.size:
-            w = batch.lot_w[a]
-            edges = np.cumsum(w, axis=1) - w
-            take = _clip(sold[:, None] - edges, 0.0, w)
-            idx = batch.lot_idx[a]
-            m = idx >= 0
-            sells[idx[m]] = take[m]
+    @staticmethod
+    def _to_lots(batch: _Batch, x: np.ndarray, done: np.ndarray, n_lots: int):
+        """Net trades per instrument to buys and sells per lot (cheapest lots first)."""
+        xd = np.where(done[:, None], x, 0.0)
+        buys = _clip(xd, 0.0, batch.buy_max)
+        sold = np.maximum(-xd, 0.0)
+        edges = np.cumsum(batch.lot_w, axis=2) - batch.lot_w
+        take = _clip(sold[:, :, None] - edges, 0.0, batch.lot_w)
+        sells = np.zeros(n_lots)
+        m = batch.lot_idx >= 0
+        sells[batch.lot_idx[m]] = take[m]
         return buys, sells
 
 
