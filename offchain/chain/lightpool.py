@@ -292,6 +292,43 @@ class Book:
         return book
 
 
+def basket_advance(legs: Sequence[Leg], free_cash: int) -> int:
+    """Cash a basket needs advanced by its sells' issuers: its buys' locks beyond the
+    owner's free cash (``_place``)."""
+    return max(0, sum(leg.lock() for leg in legs if leg.is_buy) - free_cash)
+
+
+def advance_allocation(legs: Sequence[Leg], advance: int) -> list[int]:
+    """The advance each leg carries (``_leg_advance``): sells in leg order, each up to
+    floor(quantity x limit); 0 for buys and for sells after the advance is covered. The
+    sum is less than ``advance`` when the sells cannot cover it (the contract refuses)."""
+    out = []
+    remaining = advance
+    for leg in legs:
+        amount = 0 if leg.is_buy else min(remaining, leg.quantity * leg.limit_price // WAD)
+        out.append(amount)
+        remaining -= amount
+    return out
+
+
+def can_fund(leg: Leg, nav: int, fee_bps: int, redemption_capacity: int,
+             is_alternative: bool) -> bool:
+    """Whether a sell leg may carry an advance: its issuer redeems in LightPool, it is not
+    a gated alternative, and its limit is at or below NAV x (1 - fee)."""
+    return (not leg.is_buy and redemption_capacity > 0 and not is_alternative
+            and leg.limit_price * MAX_BPS <= nav * (MAX_BPS - fee_bps))
+
+
+def advance_repayment(leg: Leg, owed: int, units_sold: int, proceeds: int) -> tuple[int, int]:
+    """(cash, units) a funding sell repays its issuer at settlement: the sale's proceeds
+    first, the rest in unsold units at the leg's limit (rounded up, at most the unsold)."""
+    if owed == 0:
+        return 0, 0
+    repaid = min(proceeds, owed)
+    units = min(leg.quantity - units_sold, _ceil_div((owed - repaid) * WAD, leg.limit_price))
+    return repaid, units
+
+
 def issuer_quotes(nav: int, tick_spacing: int, fee_bps: int) -> tuple[int, int]:
     """The issuer's (redemption tick, creation tick): NAV x (1 - fee) rounded down and
     NAV x (1 + fee) rounded up to the grid."""
