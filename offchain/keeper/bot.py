@@ -35,7 +35,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from web3.exceptions import TransactionNotFound
 
 from offchain.chain.contracts import Platform
-from offchain.chain.lightpool import MAX_BASKETS, Basket, Book, Leg, SignedOrder, typed_data
+from offchain.chain.lightpool import (
+    MAX_BASKETS,
+    Basket,
+    Book,
+    Leg,
+    SignedOrder,
+    advance_allocation,
+    can_fund,
+    typed_data,
+)
 from offchain.chain.tx import Sender, TransactionReverted
 from offchain.errors import InvalidInput
 from offchain.keeper.db import Cursor, FillRow, ModelSeen, OrderRow, ProposalRow
@@ -169,6 +178,8 @@ class Keeper:
         states = self._market_state()
         escrow = self._escrow_many([a.address for accs in due_by_model.values() for a in accs],
                                    states)
+        # Issuers' cash reserves, drawn down by the advances this pass's baskets will take.
+        reserves = self._reserves(states)
         for category, accounts in due_by_model.items():
             version = versions[category]
             started = time.perf_counter()
@@ -181,7 +192,7 @@ class Keeper:
                 if proposal is None:
                     continue
                 self._record_proposal(session, account, batch, version, proposal, states,
-                                      escrow[account.address], today, report)
+                                      escrow[account.address], today, report, reserves)
             report.add_time("propose_approve", started)
         session.commit()
 
@@ -215,8 +226,18 @@ class Keeper:
                 "tick": market[0] if market else 0,
                 "min_quantity": market[1] if market else 0,
                 "band_bps": market[2] if market else 0,
+                "fee_bps": market[3] if market else 0,
+                "redemption_capacity": market[5] if market else 0,
+                "alternative": BY_SYMBOL[symbol].kind == FundKind.ALTERNATIVE,
+                "issuer": token.functions.issuer().call(),
             }
         return states
+
+    def _reserves(self, states: dict[str, dict[str, Any]]) -> dict[str, int]:
+        """Each issuer's free cash in LightPool: what it can advance to baskets."""
+        cash = states[CASH_SYMBOL]["address"]
+        return {st["issuer"]: self.pool.functions.balance_of(cash, st["issuer"]).call()
+                for symbol, st in states.items() if symbol != CASH_SYMBOL}
 
     def _optimize(self, session: Session, model: Any, accounts: list[ManagedAccount],
                   states: dict[str, dict[str, Any]], escrow: dict[str, dict[str, int]]
@@ -345,8 +366,9 @@ class Keeper:
 
     def _record_proposal(self, session: Session, account: ManagedAccount, batch: int,
                          version: Any, proposal: Proposal, states: dict[str, dict[str, Any]],
-                         balances: dict[str, int], today: dt.date, report: PassReport) -> None:
-        legs = self._legs(account, proposal, states, balances.get(CASH_SYMBOL, 0))
+                         balances: dict[str, int], today: dt.date, report: PassReport,
+                         reserves: dict[str, int]) -> None:
+        legs = self._legs(account, proposal, states, balances.get(CASH_SYMBOL, 0), reserves)
         seen = session.get(ModelSeen, account.address) or ModelSeen(account=account.address)
         seen.model_id, seen.model_version, seen.planned_on = (
             version.model.model_id, version.version, today)
@@ -378,11 +400,16 @@ class Keeper:
         report.awaiting_signature += status == "awaiting_signature"
 
     def _legs(self, account: ManagedAccount, proposal: Proposal,
-              states: dict[str, dict[str, Any]], free_cash: int
+              states: dict[str, dict[str, Any]], free_cash: int, reserves: dict[str, int]
               ) -> list[tuple[str, Leg, tuple[str, ...]]]:
-        """Proposal trades -> one leg per (instrument, side); sells first. Limits sit
-        ``DEFAULT_LIMIT_BPS`` (or the tighter market band / mandate deviation) from NAV on
-        the tick grid; buys are scaled to the free cash so the basket always places."""
+        """Proposal trades -> one leg per (instrument, side): sells first, those that can
+        fund buys ahead of the others, then buys. Limits sit ``DEFAULT_LIMIT_BPS`` (or the
+        tighter market band / mandate deviation) from NAV on the tick grid.
+
+        Buys are scaled to what the basket can pay in this batch: the free cash plus what
+        its fundable sells bring at their limits (LightPool's basket funding: the sold
+        fund's issuer advances it), as far as each issuer's reserve reaches. The advance
+        taken is drawn from ``reserves`` so later baskets of the pass do not count on it."""
         mandate_bps = account.max_deviation_bps
         sells: dict[str, list] = {}
         buys: dict[str, Decimal] = {}
@@ -399,19 +426,48 @@ class Keeper:
             leg = self._leg(symbol, False, quantity, states, mandate_bps)
             if leg is not None:
                 legs.append((symbol, leg, tuple(lot_ids)))
+
+        def fundable(symbol: str, leg: Leg) -> bool:
+            state = states[symbol]
+            return can_fund(leg, state["nav"], state["fee_bps"], state["redemption_capacity"],
+                            state["alternative"])
+
+        legs.sort(key=lambda item: not fundable(item[0], item[1]))  # stable
+        # The largest advance LightPool's in-order allocation can take without asking an
+        # issuer for more than its reserve. Advisory legs are relayed one signed order per
+        # basket, so their sells fund nothing.
+        available = dict(reserves)
+        credit = 0
+        for symbol, leg, _ in legs if account.mode == "discretionary" else ():
+            if not fundable(symbol, leg):
+                break
+            issuer = states[symbol]["issuer"]
+            proceeds = leg.quantity * leg.limit_price // WAD
+            if available.get(issuer, 0) < proceeds:
+                credit += available.get(issuer, 0)
+                break
+            available[issuer] -= proceeds
+            credit += proceeds
+        budget = free_cash + credit
+        spent = 0
         for symbol, quantity in sorted(buys.items()):
             leg = self._leg(symbol, True, quantity, states, mandate_bps)
             if leg is None:
                 continue
-            lock = -(-leg.quantity * leg.limit_price // WAD)
-            if lock > free_cash:
-                affordable = free_cash * WAD // leg.limit_price
+            lock = leg.lock()
+            if spent + lock > budget:
+                affordable = (budget - spent) * WAD // leg.limit_price
                 if affordable < states[symbol]["min_quantity"]:
                     continue
                 leg = leg.model_copy(update={"quantity": affordable})
-                lock = -(-affordable * leg.limit_price // WAD)
-            free_cash -= lock
+                lock = leg.lock()
+            spent += lock
             legs.append((symbol, leg, ()))
+        advance = max(0, spent - free_cash)
+        placed = [leg for _, leg, _ in legs]
+        for (symbol, _, _), amount in zip(legs, advance_allocation(placed, advance), strict=True):
+            if amount:
+                reserves[states[symbol]["issuer"]] -= amount
         return legs
 
     def _leg(self, symbol: str, is_buy: bool, quantity: Decimal,
@@ -721,6 +777,32 @@ class Keeper:
                     order_key=order.key))
                 recorded += 1
             order.status = "settled" if args["filled"] > 0 else "void"
+        return recorded + self._record_advance_repayments(session, batch, by_basket, orders)
+
+    def _record_advance_repayments(self, session: Session, batch: int,
+                                   by_basket: dict[tuple[Any, Any], OrderRow],
+                                   orders: Sequence[OrderRow]) -> int:
+        """Units a funding sell handed its issuer at settlement are a sale to the issuer,
+        for the part of the advance the sale's cash did not repay (``AdvanceRepaid``)."""
+        first = self._first_block(orders)
+        advanced = {(e["args"]["basket_id"], e["args"]["index"]): e["args"]["amount"]
+                    for e in self.pool.events.Advanced().get_logs(from_block=first)}
+        recorded = 0
+        for entry in self.pool.events.AdvanceRepaid().get_logs(from_block=first):
+            args = entry["args"]
+            key = (args["basket_id"], args["index"])
+            order = by_basket.get(key)
+            if order is None or args["units"] == 0:
+                continue
+            ref = f"{entry['transactionHash'].hex()}:{entry['logIndex']}"
+            if session.get(FillRow, ref) is None:
+                block = self.w3.eth.get_block(entry["blockNumber"])
+                session.add(FillRow(
+                    ref=ref, account=order.account, symbol=order.symbol, side="sell",
+                    units=str(args["units"]), cash=str(advanced[key] - args["cash"]),
+                    batch=batch, block_time=dt.datetime.fromtimestamp(block["timestamp"], dt.UTC),
+                    order_key=order.key))
+                recorded += 1
         return recorded
 
     # -- helpers ------------------------------------------------------------------------

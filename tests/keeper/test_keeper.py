@@ -13,8 +13,10 @@ from sqlalchemy import func, select
 
 from offchain.chain.actors import INVESTORS
 from offchain.chain.seed import DEMO_INVESTORS
+from offchain.chain.tx import Sender
 from offchain.keeper.bot import PassReport
 from offchain.keeper.db import FillRow, OrderRow, ProposalRow
+from offchain.universe import BY_SYMBOL, WAD, FundKind
 
 DISCRETIONARY = {i.actor.address for i in DEMO_INVESTORS if i.discretionary}
 ADVISORY = {i.actor.address for i in DEMO_INVESTORS if not i.discretionary}
@@ -25,6 +27,12 @@ def placed_on_chain(platform, batch: int) -> Counter:
     pool = platform.contract("LightPool")
     logs = pool.events.OrderPlaced().get_logs(from_block=0)
     return Counter(e["args"]["owner"] for e in logs if e["args"]["batch"] == batch)
+
+
+def keeper_symbol(platform, address: str) -> str:
+    """The symbol of a deployed token address."""
+    return next(s for s in platform.deployments.tokens
+                if platform.token(s).address == address)
 
 
 def planned_legs(keeper, batch: int) -> Counter:
@@ -145,3 +153,45 @@ def test_dropped_transaction_is_sent_again_once(make_keeper, platform):
     assert second.sent_baskets == first.sent_baskets
     assert placed_on_chain(platform, first.batch) == Counter(
         {a: n for a, n in planned_legs(keeper, first.batch).items() if a in DISCRETIONARY})
+
+
+def test_buys_are_funded_by_the_same_baskets_sells(make_keeper, platform, close_batch):
+    """An account with no free cash still rebalances in one batch: its buys are funded by
+    its own sells (the sold funds' issuers advance the proceeds, repaid at settlement)."""
+    investor = next(i.actor for i in DEMO_INVESTORS if i.discretionary)
+    pool = platform.contract("LightPool")
+    cash = platform.token("USDL").address
+    free = pool.functions.balance_of(cash, investor.address).call()
+    Sender(platform.w3, investor.private_key).send(pool.functions.withdraw(cash, free))
+    keeper = make_keeper()
+    batch = keeper.run_once().batch
+    placed = [e["args"] for e in pool.events.OrderPlaced().get_logs(from_block=0)
+              if e["args"]["owner"] == investor.address and e["args"]["batch"] == batch]
+    buys = [a for a in placed if a["is_buy"]]
+    assert buys and any(not a["is_buy"] for a in placed)
+    [basket_id] = {a["basket_id"] for a in placed}
+    locked = sum(-(-a["quantity"] * a["limit_price"] // WAD) for a in buys)
+    advanced = [e["args"] for e in pool.events.Advanced().get_logs(from_block=0)
+                if e["args"]["basket_id"] == basket_id]
+    # Every cash unit the buys lock is advanced against the basket's sells.
+    assert sum(a["amount"] for a in advanced) == locked == pool.functions.basket_advance(
+        basket_id).call()
+
+    close_batch(batch)
+    report = keeper.run_once()
+    repaid = [e["args"] for e in pool.events.AdvanceRepaid().get_logs(from_block=0)
+              if e["args"]["basket_id"] == basket_id]
+    assert sorted(r["index"] for r in repaid) == sorted(a["index"] for a in advanced)
+    assert pool.functions.basket_advance(basket_id).call() == 0
+    assert report.settled_baskets > 0
+    with keeper.sessions() as session:
+        fills = session.scalars(select(FillRow).where(FillRow.account == investor.address,
+                                                      FillRow.batch == batch)).all()
+        status = session.scalar(select(ProposalRow.status).where(
+            ProposalRow.account == investor.address, ProposalRow.batch == batch))
+    assert status == "settled"
+    # The buys filled (issuers create ETF and mutual-fund units; a gated alternative fills
+    # only if another investor sells it): the investor holds what its sells paid for.
+    bought = {keeper_symbol(platform, a["market"]) for a in buys}
+    filled = {f.symbol for f in fills if f.side == "buy" and int(f.units) > 0}
+    assert {s for s in bought if BY_SYMBOL[s].kind != FundKind.ALTERNATIVE} <= filled <= bought
