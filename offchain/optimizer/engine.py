@@ -362,37 +362,56 @@ def _proposals(
     buy_steps = np.where(sol.solved[:, None] & (sol.buys > 0), np.nan_to_num(buy_steps), 0.0)
     sell_steps = np.where(sol.solved[batch.lot_account] & (sol.sells > 0),
                           np.nan_to_num(sell_steps), 0.0)
-    whole = sol.sells >= batch.lot_held * (1 - 1e-12)
+    whole = sol.sells >= batch.lot_held * (1 - 1e-12)  # the lot's own quantity is sold
+    # Where float rounding could land on the other side of a 1e-8 step, round exactly.
+    for steps, weights, values, inst, exempt in (
+        (buy_steps.reshape(-1), sol.buys.reshape(-1), np.repeat(batch.value, n),
+         np.tile(np.arange(n), b_count), False),
+        (sell_steps, sol.sells, batch.value[batch.lot_account], batch.lot_instrument, whole),
+    ):
+        raw = weights * values / np.where(np.isfinite(price_f), price_f, 1.0)[inst] * 1e8
+        close = (steps > 0) & ~exempt & (np.abs(raw - np.round(raw))
+                                         < np.maximum(1e-6, raw * 2e-15))
+        for j in np.flatnonzero(close):
+            exact = (Decimal(repr(float(weights[j]))) * Decimal(repr(float(values[j])))
+                     / prices[inst[j]]).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+            steps[j] = float(exact.scaleb(8))
     r_b, c_b = np.nonzero(buy_steps > 0)
     buy_at = np.searchsorted(r_b, np.arange(b_count + 1))
     k_s = np.flatnonzero((sell_steps > 0) | (whole & (sol.sells > 0)))
     sell_at = np.searchsorted(batch.lot_account[k_s], np.arange(b_count + 1))
     b_final = np.zeros((b_count, n))
     s_final = np.zeros(batch.lot_account.size)
-    drafts: list[tuple | None] = [None] * b_count
+    gap_before = batch.holding - batch.model
+    solved_gap = (gap_before + sol.buys
+                  - np.bincount(batch.lot_account * n + batch.lot_instrument,
+                                weights=sol.sells, minlength=b_count * n).reshape(b_count, n))
+    writer = _TradeWriter(universe, model, builder, batch, prices, fee, b_final, s_final)
+    drafts: list[tuple] = [()] * b_count
     c_list, s_list = c_b.tolist(), k_s.tolist()
     buy_counts, sell_counts = buy_steps[r_b, c_b].tolist(), sell_steps[k_s].tolist()
     whole_list = whole[k_s].tolist()
+    refs = batch.lot_refs
+    scale = Decimal(1).scaleb(-8)
     for a in np.flatnonzero(sol.solved).tolist():
         b0, b1, s0, s1 = buy_at[a], buy_at[a + 1], sell_at[a], sell_at[a + 1]
+        account, custom = accounts[a], menus[a]
         if b0 == b1 and s0 == s1:
-            drafts[a] = ({}, {}, {}, {}, None)
+            drafts[a] = ((), _ZERO, _ZERO, _ZERO, _ZERO, account.cash - custom.withdrawal, ())
             continue
-        buy_units = {c_list[j]: Decimal(int(buy_counts[j])).scaleb(-8) for j in range(b0, b1)}
+        buy_units = {c_list[j]: Decimal(int(buy_counts[j])) * scale for j in range(b0, b1)}
         sell_units: dict[int, Decimal] = {}
-        refs = batch.lot_refs
         for j in range(s0, s1):
             k = s_list[j]
             held = refs[k].quantity
-            qty = held if whole_list[j] else min(held, Decimal(int(sell_counts[j])).scaleb(-8))
+            qty = held if whole_list[j] else min(held, Decimal(int(sell_counts[j])) * scale)
             if qty > 0:
                 sell_units[k] = qty
-        drafts[a] = _settle(universe, builder, batch, a, accounts[a], menus[a], buy_units,
-                            sell_units, prices, fee, b_final, s_final)
+        drafts[a] = writer.write(a, account, custom, buy_units, sell_units, gap_before[a],
+                                 solved_gap[a])
 
     # Tracking errors and objectives, before and after, for every row at once.
     cov, k_risk = universe.cov, universe.risk_aversion
-    gap_before = batch.holding - batch.model
     sold = np.bincount(batch.lot_account * n + batch.lot_instrument, weights=s_final,
                        minlength=b_count * n).reshape(b_count, n)
     gap_after = gap_before + b_final - sold
@@ -407,14 +426,10 @@ def _proposals(
     te_after = np.sqrt(np.maximum(var_after, 0.0)).tolist()
     band = float(model.drift_band)
     drifted = np.abs(gap_before) > band
-    solved_gap = (gap_before + sol.buys
-                  - np.bincount(batch.lot_account * n + batch.lot_instrument,
-                                weights=sol.sells, minlength=b_count * n).reshape(b_count, n))
     proposals: list[Proposal] = []
     no_trade_note = "no trades: no change is worth its tax and transaction cost"
     for a in np.flatnonzero(sol.solved).tolist():
-        trades, st_gain, lt_gain, tax_cost, tc_total, cash_after, extra = _draft_trades(
-            drafts[a], accounts[a], menus[a], solved_gap[a])
+        trades, st_gain, lt_gain, tax_cost, tc_total, cash_after, extra = drafts[a]
         harvest = batch.harvest_notes[a]
         notes = [*batch.notes[a], *([harvest] if harvest else []), *batch.limit_notes[a],
                  *extra]
@@ -447,154 +462,184 @@ def _proposals(
     return proposals
 
 
-def _settle(universe, builder, batch, a, account, custom, buy_units, sell_units, prices, fee,
-            b_final, s_final):
-    """Make one account's unit trades final: drop dust (``min_trade_value``) if the rest stays
-    feasible, trim buys so that rounding never takes cash below its minimum, and record the
-    final weights in ``b_final`` / ``s_final``. Returns the account's draft for ``_draft_trades``.
-    """
-    refs = batch.lot_refs
-    notes: list[str] = []
-    if custom.min_trade_value > 0:
+_ZERO = Decimal(0)
+
+
+class _TradeWriter:
+    """Turns one account's unit trades into ``Trade`` objects with their reasons, and records
+    the final weights (after rounding and trimming) in ``b_final`` / ``s_final``."""
+
+    def __init__(self, universe, model, builder, batch, prices, fee, b_final, s_final) -> None:
+        self.u, self.builder, self.batch = universe, builder, batch
+        self.prices, self.fee = prices, fee
+        self.b_final, self.s_final = b_final, s_final
+        self.groups = builder.group_of.tolist()
+        self.cap_text = f"{model.max_position_weight:.0%}"
+        self.rates: dict[tuple[float, float], dict[bool, tuple[str, Decimal]]] = {}
+
+    def _value_cost(self, i: int, qty: Decimal) -> tuple[Decimal, Decimal]:
+        v = (qty * self.prices[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        return v, (v * self.fee[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+    def write(self, a, account, custom, buy_units, sell_units, gap_before, solved_gap):
+        """``(trades, ST gain, LT gain, tax cost, cost, cash after, notes)`` of row ``a``."""
+        batch, prices, u = self.batch, self.prices, self.u
+        notes: list[str] = []
+        lot_inst = batch.lot_instrument
+        if custom.min_trade_value > 0:
+            buy_units, sell_units = self._drop_dust(a, custom, buy_units, sell_units, notes)
+        value_cost = self._value_cost
+        buy_vc = {i: value_cost(i, q) for i, q in buy_units.items()}
+        sell_inst = {k: int(lot_inst[k]) for k in sell_units}
+        sell_vc = {k: value_cost(sell_inst[k], q) for k, q in sell_units.items()}
+        cash_after = (account.cash - custom.withdrawal
+                      + sum([v - c for v, c in sell_vc.values()], _ZERO)
+                      - sum([v + c for v, c in buy_vc.values()], _ZERO))
+        # Rounding (units down, costs to the cent) must never take cash below the minimum:
+        # trim the largest buys by the shortfall.
+        if cash_after < custom.min_cash:
+            for i in sorted(buy_units, key=lambda i: -buy_vc[i][0]):
+                short = custom.min_cash - cash_after
+                if short <= 0:
+                    break
+                cut = (short * 2 / prices[i]).quantize(QUANTITY_STEP, rounding=ROUND_UP) \
+                    + QUANTITY_STEP
+                v, c = buy_vc.pop(i)
+                cash_after += v + c
+                buy_units[i] = max(_ZERO, buy_units[i] - cut)
+                if buy_units[i] == 0:
+                    del buy_units[i]
+                else:
+                    buy_vc[i] = value_cost(i, buy_units[i])
+                    cash_after -= sum(buy_vc[i])
+        value = float(batch.value[a])
+        b_row = self.b_final[a]
+        for i, qty in buy_units.items():
+            b_row[i] = float(qty * prices[i]) / value
+        s_final, lot_weight = self.s_final, batch.lot_weight
+        for k, qty in sell_units.items():
+            s_final[k] = min(lot_weight[k], float(qty * prices[sell_inst[k]]) / value)
+
+        groups, symbols = self.groups, u.symbols
+        bought_groups = {groups[i] for i in buy_units}
+        gap_b = gap_before.tolist()
+        target = batch.model[a].tolist()
+        forced = batch.sell_min[a].tolist()
+        needs_cash = batch.cash_budget[a] < 0
+        rate_key = (custom.tax.short_term_rate, custom.tax.long_term_rate)
+        rate_of = self.rates.get(rate_key)
+        if rate_of is None:
+            rate_of = self.rates[rate_key] = {True: ("short", Decimal(repr(rate_key[0]))),
+                                              False: ("long", Decimal(repr(rate_key[1])))}
+        why_of: dict[int, tuple[str, str]] = {}
+        trades: list[Trade] = []
+        st_gain = lt_gain = tax_cost = tc_total = _ZERO
+        lot_ids, refs, short_of, tax_of = batch.lot_ids, batch.lot_refs, batch.lot_short, \
+            batch.lot_tax
+        for k in sorted(sell_units, key=lot_ids.__getitem__):
+            qty = sell_units[k]
+            lot = refs[k]
+            i = sell_inst[k]
+            trade_value, cost = sell_vc[k]
+            gain = (qty * (prices[i] - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
+            is_short = bool(short_of[k])
+            term, rate = rate_of[is_short]
+            disallowed = gain < 0 and groups[i] in bought_groups
+            if is_short:
+                st_gain += gain
+            else:
+                lt_gain += gain
+            if not disallowed:
+                tax_cost += gain * rate
+            tc_total += cost
+            why = why_of.get(i)
+            if why is None:
+                why = why_of[i] = self._sell_reasons(i, symbols[i], forced[i], needs_cash,
+                                                     gap_b[i], target[i])
+            if tax_of[k] < 0:
+                middle = (f"harvests a {term}-term loss of {-gain} (saves about "
+                          f"{(-gain * rate).quantize(CENT)}); ")
+            elif disallowed:
+                middle = "loss disallowed (wash sale with today's purchase of its group); "
+            else:
+                middle = ""
+            trades.append(_trade(
+                symbols[i], "sell", qty, trade_value, cost, lot.lot_id, gain, term,
+                f"{why[0]}{middle}{why[1]}lot picked for least tax per unit ({term}-term, "
+                f"gain {gain})"))
+        gap_a = solved_gap.tolist() if buy_units else gap_b
+        for i in sorted(buy_units):
+            sym = symbols[i]
+            trade_value, cost = buy_vc[i]
+            tc_total += cost
+            if gap_b[i] < 0 and target[i] > 0:
+                reason = (f"{sym} is {-gap_b[i] * 1e4:.0f} bp under its model weight "
+                          f"({gap_a[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
+                          "error by more than it costs")
+            else:
+                reason = (f"{sym} stands in for exposure the account cannot hold as modelled "
+                          "(restricted, screened or wash-sale locked): lowers tracking error")
+            trades.append(_trade(sym, "buy", buy_units[i], trade_value, cost, None, None, None,
+                                 reason))
+        return tuple(trades), st_gain, lt_gain, tax_cost, tc_total, cash_after, notes
+
+    def _sell_reasons(self, i, sym, forced, needs_cash, gap, target) -> tuple[str, str]:
+        """The reasons shared by every lot sold of instrument ``i``: before and after the lot's
+        own (the tax it realizes)."""
+        head = []
+        if forced > 0:
+            head.append(f"brings {sym} under the {self.cap_text} position limit; ")
+        if needs_cash:
+            head.append("raises cash for the withdrawal / minimum cash; ")
+        tail = []
+        if gap > 0:
+            tail.append(f"{sym} is {gap * 1e4:.0f} bp over its model weight; ")
+            if target == 0:
+                tail.append("not in this account's model (substituted, screened or not "
+                            "approved); ")
+        return "".join(head), "".join(tail)
+
+    def _drop_dust(self, a, custom, buy_units, sell_units, notes):
+        """Trades worth less than ``min_trade_value`` dropped, if the rest stays feasible."""
+        batch, prices, u = self.batch, self.prices, self.u
+        lot_inst = batch.lot_instrument
         keep_b = {i: q for i, q in buy_units.items() if q * prices[i] >= custom.min_trade_value}
         keep_s = {k: q for k, q in sell_units.items()
-                  if q * prices[batch.lot_instrument[k]] >= custom.min_trade_value}
-        if len(keep_b) + len(keep_s) < len(buy_units) + len(sell_units):
-            p = batch.problem(a)
-            first = int(batch.lot_start[a])
-            b2, s2 = _weights(batch, a, keep_b, keep_s, prices, universe.n)
-            if max(violations(universe, p, b2, s2[first:first + p.lot_ids.__len__()]).values()
-                   ) <= FEASIBILITY_TOL:
-                dropped = len(buy_units) + len(sell_units) - len(keep_b) - len(keep_s)
-                notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
-                buy_units, sell_units = keep_b, keep_s
-
-    def value_cost(i: int, qty: Decimal) -> tuple[Decimal, Decimal]:
-        v = (qty * prices[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        return v, (v * fee[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-
-    lot_inst = batch.lot_instrument
-    buy_vc = {i: value_cost(i, q) for i, q in buy_units.items()}
-    sell_vc = {k: value_cost(int(lot_inst[k]), q) for k, q in sell_units.items()}
-    cash_after = (account.cash - custom.withdrawal
-                  + sum((v - c for v, c in sell_vc.values()), Decimal(0))
-                  - sum((v + c for v, c in buy_vc.values()), Decimal(0)))
-    # Rounding (units down, costs to the cent) must never take cash below the minimum: trim
-    # the largest buys by the shortfall.
-    for i in sorted(buy_units, key=lambda i: -buy_vc[i][0]):
-        short = custom.min_cash - cash_after
-        if short <= 0:
-            break
-        cut = (short * 2 / prices[i]).quantize(QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
-        v, c = buy_vc.pop(i)
-        cash_after += v + c
-        buy_units[i] = max(Decimal(0), buy_units[i] - cut)
-        if buy_units[i] == 0:
-            del buy_units[i]
-        else:
-            buy_vc[i] = value_cost(i, buy_units[i])
-            cash_after -= sum(buy_vc[i])
-    value = float(batch.value[a])
-    for i, qty in buy_units.items():
-        b_final[a, i] = float(qty * prices[i]) / value
-    for k, qty in sell_units.items():
-        s_final[k] = min(batch.lot_weight[k], float(qty * prices[lot_inst[k]]) / value)
-    return (buy_units, sell_units, buy_vc, sell_vc,
-            _Context(universe, builder, batch, a, prices, cash_after, notes, refs))
+                  if q * prices[lot_inst[k]] >= custom.min_trade_value}
+        if len(keep_b) + len(keep_s) == len(buy_units) + len(sell_units):
+            return buy_units, sell_units
+        p = batch.problem(a)
+        first = int(batch.lot_start[a])
+        value = float(batch.value[a])
+        buys = np.zeros(u.n)
+        sells = np.zeros(len(p.lot_ids))
+        for i, qty in keep_b.items():
+            buys[i] = float(qty * prices[i]) / value
+        for k, qty in keep_s.items():
+            sells[k - first] = min(p.lot_weight[k - first],
+                                   float(qty * prices[lot_inst[k]]) / value)
+        if max(violations(u, p, buys, sells).values()) > FEASIBILITY_TOL:
+            return buy_units, sell_units
+        dropped = len(buy_units) + len(sell_units) - len(keep_b) - len(keep_s)
+        notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
+        return keep_b, keep_s
 
 
-@dataclass
-class _Context:
-    universe: Universe
-    builder: ProblemBuilder
-    batch: ProblemBatch
-    row: int
-    prices: list
-    cash_after: Decimal
-    notes: list[str]
-    refs: np.ndarray
+_SELL_SET = frozenset(Trade.model_fields)
+_BUY_SET = _SELL_SET - {"lot_id", "realized_gain", "term"}
+_set = object.__setattr__
 
 
-def _draft_trades(draft, account: Account, custom: Customizations, gap_after: np.ndarray):
-    """The ``Trade`` objects of one account and its totals, from its settled units."""
-    buy_units, sell_units, buy_vc, sell_vc, ctx = draft
-    zero = Decimal(0)
-    if ctx is None:
-        cash_after = account.cash - custom.withdrawal
-        return (), zero, zero, zero, zero, cash_after, []
-    universe, batch, a, prices = ctx.universe, ctx.batch, ctx.row, ctx.prices
-    symbols = universe.symbols
-    groups = ctx.builder.group_of
-    bought_groups = {int(groups[i]) for i in buy_units}
-    gap_b = (batch.holding[a] - batch.model[a]).tolist()
-    forced, target = batch.sell_min[a].tolist(), batch.model[a].tolist()
-    needs_cash = batch.cash_budget[a] < 0
-    rate_of = {"short": Decimal(repr(custom.tax.short_term_rate)),
-               "long": Decimal(repr(custom.tax.long_term_rate))}
-    cap_text = f"{ctx.builder.model.max_position_weight:.0%}"
-    trades: list[Trade] = []
-    st_gain = lt_gain = tax_cost = tc_total = zero
-    for k, qty in sorted(sell_units.items(), key=lambda kv: batch.lot_ids[kv[0]]):
-        lot = ctx.refs[k]
-        i = int(batch.lot_instrument[k])
-        sym = symbols[i]
-        trade_value, cost = sell_vc[k]
-        gain = (qty * (prices[i] - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        term = "short" if batch.lot_short[k] else "long"
-        rate = rate_of[term]
-        disallowed = gain < 0 and int(groups[i]) in bought_groups
-        if term == "short":
-            st_gain += gain
-        else:
-            lt_gain += gain
-        if not disallowed:
-            tax_cost += gain * rate
-        tc_total += cost
-        why = []
-        if forced[i] > 0:
-            why.append(f"brings {sym} under the {cap_text} position limit")
-        if needs_cash:
-            why.append("raises cash for the withdrawal / minimum cash")
-        if batch.lot_tax[k] < 0:
-            why.append(f"harvests a {term}-term loss of {-gain} (saves about "
-                       f"{(-gain * rate).quantize(CENT)})")
-        elif disallowed:
-            why.append("loss disallowed (wash sale with today's purchase of its group)")
-        if gap_b[i] > 0:
-            why.append(f"{sym} is {gap_b[i] * 1e4:.0f} bp over its model weight")
-            if target[i] == 0:
-                why.append("not in this account's model (substituted, screened or not approved)")
-        why.append(f"lot picked for least tax per unit ({term}-term, gain {gain})")
-        trades.append(_construct(Trade, symbol=sym, side="sell", quantity=qty,
-                                 value=trade_value, cost=cost, lot_id=lot.lot_id,
-                                 realized_gain=gain, term=term, reason="; ".join(why)))
-    gap_a = gap_after.tolist() if buy_units else gap_b
-    for i, qty in sorted(buy_units.items()):
-        sym = symbols[i]
-        trade_value, cost = buy_vc[i]
-        tc_total += cost
-        if gap_b[i] < 0 and target[i] > 0:
-            reason = (f"{sym} is {-gap_b[i] * 1e4:.0f} bp under its model weight "
-                      f"({gap_a[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
-                      "error by more than it costs")
-        else:
-            reason = (f"{sym} stands in for exposure the account cannot hold as modelled "
-                      "(restricted, screened or wash-sale locked): lowers tracking error")
-        trades.append(_construct(Trade, symbol=sym, side="buy", quantity=qty, value=trade_value,
-                                 cost=cost, reason=reason))
-    return tuple(trades), st_gain, lt_gain, tax_cost, tc_total, ctx.cash_after, ctx.notes
-
-
-def _weights(batch, a, buy_units, sell_units, prices, n):
-    """Weights of unit trades (inverse of the rounding to units)."""
-    value = float(batch.value[a])
-    buys = np.zeros(n)
-    sells = np.zeros(batch.lot_account.size)
-    for i, qty in buy_units.items():
-        buys[i] = float(qty * prices[i]) / value
-    for k, qty in sell_units.items():
-        sells[k] = min(batch.lot_weight[k], float(qty * prices[batch.lot_instrument[k]]) / value)
-    return buys, sells
+def _trade(symbol, side, quantity, value, cost, lot_id, realized_gain, term, reason) -> Trade:
+    """A ``Trade`` from values computed here (as ``_construct``, specialised: the hot path)."""
+    obj = Trade.__new__(Trade)
+    _set(obj, "__dict__", {"symbol": symbol, "side": side, "quantity": quantity, "value": value,
+                           "cost": cost, "lot_id": lot_id, "realized_gain": realized_gain,
+                           "term": term, "reason": reason})
+    _set(obj, "__pydantic_fields_set__", set(_SELL_SET if lot_id is not None else _BUY_SET))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
 
 
 _DEFAULTS: dict[type, dict] = {}

@@ -12,7 +12,7 @@ matrix (costs, asset classes); only bounds and linear costs differ. So the solve
    system exactly (batched), and certify the result with the full optimality conditions.
    Failed certificates update the guess (primal-dual active set) a few times.
 3. Accounts that are not certified continue ADMM; what is left after the iteration budget is
-   handed to the exact reference solver (reported in ``SolveStats``).
+   handed to the exact solver, Clarabel called directly (reported in ``SolveStats``).
 
 The short-term gains budget is priced by a multiplier per account, updated by dual ascent in
 ADMM and solved exactly in the polish.
@@ -211,19 +211,18 @@ class BatchSolver:
         return BatchSolution(buys, sells, net, mu_out, solved, done), stats
 
     def _fallback(self, p: AccountProblem) -> tuple[np.ndarray, np.ndarray] | None:
-        """The exact solver for an account the fast path could not certify; ``None`` if it is
-        infeasible or the exact solver is not installed."""
+        """The exact solver (Clarabel) for an account the fast path could not certify; ``None``
+        if it is infeasible or Clarabel is not installed."""
         if not self.exact_fallback:
             return None
         try:
-            from offchain.optimizer.reference import ReferenceFailed, solve_reference
+            from offchain.optimizer.reference import ReferenceFailed, solve_exact
         except ImportError:
             return None
         try:
-            buys, sells, _ = solve_reference(self.u, p)
+            return solve_exact(self.u, p)
         except (ReferenceFailed, ImportError):
             return None
-        return buys, sells
 
     # ---------------------------------------------------------------- ADMM
     def _admm_prepare(self, d, mu):
@@ -368,29 +367,40 @@ class BatchSolver:
             gx = x_fix @ g_mat.T
             base = np.hstack([cash0[:, None], st0[:, None], gx, -gx])
             coef_free = coef * fr[:, None, :]
-            size = n + n_rows
+            # The KKT system over the free instruments only (fixed ones are known), free ones
+            # gathered first and padded with identity rows to the batch's most free.
+            n_free = fr.sum(axis=1)
+            width = max(1, int(n_free.max(initial=0)))
+            perm = np.argsort(~fr, axis=1, kind="stable")[:, :width]
+            valid = np.arange(width)[None, :] < n_free[:, None]
+            size = width + n_rows
             kkt = np.zeros((m, size, size))
-            both = fr[:, :, None] & fr[:, None, :]
-            kkt[:, :n, :n] = np.where(both, self.q_mat[None], 0.0)
-            idx = np.arange(n)
-            kkt[:, idx, idx] = np.where(fr, diag_q[None], 1.0)
-            rows_on = coef_free * ac[:, :, None]
-            kkt[:, :n, n:] = np.swapaxes(rows_on, 1, 2)
-            kkt[:, n:, :n] = rows_on
-            ridx = n + np.arange(n_rows)
+            both = valid[:, :, None] & valid[:, None, :]
+            kkt[:, :width, :width] = np.where(both, self.q_mat[perm[:, :, None],
+                                                                perm[:, None, :]], 0.0)
+            widx = np.arange(width)
+            kkt[:, widx, widx] = np.where(valid, diag_q[perm], 1.0)
+            rows_on = np.take_along_axis(coef_free * ac[:, :, None], perm[:, None, :], axis=2)
+            rows_on = rows_on * valid[:, None, :]
+            kkt[:, :width, width:] = np.swapaxes(rows_on, 1, 2)
+            kkt[:, width:, :width] = rows_on
+            ridx = width + np.arange(n_rows)
             kkt[:, ridx, ridx] = np.where(ac, -1e-14, 1.0)
             rhs = np.zeros((m, size))
             qx_fixed = np.where(fr, 0.0, fv) @ self.q_mat
-            rhs[:, :n] = np.where(fr, -qd_all[r] - s_j - qx_fixed, fv)
+            rhs_free = -qd_all[r] - s_j - qx_fixed
+            rhs[:, :width] = np.where(valid, np.take_along_axis(rhs_free, perm, axis=1), 0.0)
             rhs_rows = rhs_row[r] - base + (coef_free * x_fix[:, None, :]).sum(axis=2)
-            rhs[:, n:] = np.where(ac & np.isfinite(rhs_rows), rhs_rows, 0.0)
+            rhs[:, width:] = np.where(ac & np.isfinite(rhs_rows), rhs_rows, 0.0)
             with np.errstate(all="ignore"):
                 try:
                     sol = np.linalg.solve(kkt, rhs[:, :, None])[:, :, 0]
                 except np.linalg.LinAlgError:
                     sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(m)])
-            x = np.where(fr, sol[:, :n], fv)
-            lam = np.where(ac, sol[:, n:], 0.0)
+            x = np.where(fr, 0.0, fv)
+            np.put_along_axis(x, perm, np.where(valid, sol[:, :width],
+                                                np.take_along_axis(x, perm, axis=1)), axis=1)
+            lam = np.where(ac, sol[:, width:], 0.0)
             # The certificate: every optimality condition checked on (x, lam) directly.
             below = fr & (x < lo_j - _TOL)
             above = fr & (x > hi_j + _TOL)
