@@ -11,12 +11,17 @@ Every market uses the same six ticks (three buy, three sell around NAV) whatever
 size, so clearing gas can be compared between sizes. Issuers stand in every market with
 creation/redemption quotes outside those ticks (they take part in the computation).
 
+``--funded N`` adds a batch of N orders where every basket's buys are partly funded by its
+own sells (LightPool's issuer advance): each investor's free cash covers only part of its
+buys, its sells sit at or below the issuer's redemption price (three ticks there), and the
+advance is repaid at settlement. Its row shows what basket funding costs per order.
+
 Setup shortcut (not measured): investors' opening escrow balances are written into
 LightPool's and the tokens' storage with ``anvil_setStorageAt`` instead of thousands of
 mint/approve/deposit transactions; everything measured is a real transaction.
 
-Usage: ``python bench/gas.py [--sizes 10,100,1000,10000]``. Prints a table and writes
-``bench/results/gas.json``.
+Usage: ``python bench/gas.py [--sizes 10,100,1000,10000] [--funded 1000]``. Prints a table
+and writes ``bench/results/gas.json``.
 """
 
 from __future__ import annotations
@@ -114,7 +119,11 @@ class Chain:
         return receipt
 
     def send(self, call: Any, sender: str) -> Any:
-        return self.wait(call.transact({"from": sender, "gas": BLOCK_GAS - 1}))
+        try:
+            return self.wait(call.transact({"from": sender, "gas": BLOCK_GAS - 1}))
+        except RuntimeError:
+            call.call({"from": sender, "gas": BLOCK_GAS - 1})  # raises with the reason
+            raise
 
     def set_storage(self, address: str, slot: int, value: int) -> None:
         self.w3.provider.make_request("anvil_setStorageAt", [
@@ -148,6 +157,8 @@ class Platform:
         self.markets: list[Any] = []
         self.navs: dict[str, int] = {}
         self.spacing: dict[str, int] = {}
+        self.fee_bps: dict[str, int] = {}
+        self.gated: set[str] = set()  # alternatives: their sells cannot fund buys
         for item in funds():
             spacing = item.nav_wad // 1_000  # 10 bps of NAV
             nav = item.nav_wad - item.nav_wad % spacing  # NAV on the grid for exact ticks
@@ -158,9 +169,12 @@ class Platform:
             chain.send(token.functions.set_minter(self.pool.address, True), self.issuer)
             chain.send(self.pool.functions.list_market(token.address, spacing, WAD // 100, 500),
                        self.admin)
+            fee_bps = max(instrument(item.symbol).issuer_fee_bps, 50)
             chain.send(self.pool.functions.set_issuer_liquidity(
-                token.address, max(instrument(item.symbol).issuer_fee_bps, 50), 1_000 * WAD,
-                1_000 * WAD), self.issuer)
+                token.address, fee_bps, 1_000 * WAD, 1_000 * WAD), self.issuer)
+            self.fee_bps[token.address] = fee_bps
+            if item.kind == FundKind.ALTERNATIVE:
+                self.gated.add(token.address)
             self.markets.append(token)
             self.navs[token.address] = nav
             self.spacing[token.address] = spacing
@@ -179,6 +193,16 @@ class Platform:
             self._escrow[token.address] = held
             self.chain.set_storage(token.address,
                                    _slot(self.pool.address, base=TOKEN_BALANCE_SLOT), held)
+
+    def set_cash(self, owner: str, amount: int) -> None:
+        """Set an owner's free cash escrow (and LightPool's cash holdings to match)."""
+        slot = _slot(self.cash.address, owner, base=POOL_BALANCE_SLOT)
+        before = self.chain.w3.eth.get_storage_at(self.pool.address, slot)
+        held = self._escrow[self.cash.address] - int.from_bytes(before, "big") + amount
+        self._escrow[self.cash.address] = held
+        self.chain.set_storage(self.pool.address, slot, amount)
+        self.chain.set_storage(self.cash.address,
+                               _slot(self.pool.address, base=TOKEN_BALANCE_SLOT), held)
 
     def ensure_investors(self, count: int) -> None:
         """Investors with escrow in cash and every fund and a mandate to one keeper."""
@@ -200,9 +224,10 @@ class Platform:
                                                         self.chain.now()), self.issuer)
 
 
-def _orders(platform: Platform, n: int) -> dict[str, list[Leg]]:
+def _orders(platform: Platform, n: int, funded: bool = False) -> dict[str, list[Leg]]:
     """n orders over 16 markets: per investor one basket of up to 16 legs, one per market;
-    sides alternate and prices cycle over the same three ticks around NAV in every market."""
+    sides alternate and prices cycle over the same three ticks around NAV in every market
+    (``funded``: sells over the three ticks at and below the issuer's redemption price)."""
     per_investor: dict[str, list[Leg]] = {}
     markets = platform.markets
     for j in range(n):
@@ -210,21 +235,42 @@ def _orders(platform: Platform, n: int) -> dict[str, list[Leg]]:
         token = markets[j % len(markets)]
         k = j // len(markets)  # the k-th order of this market
         spacing = platform.spacing[token.address]
-        price = platform.navs[token.address] + OFFSETS[(k // 2) % 3] * spacing
+        nav = platform.navs[token.address]
+        # Funded: each basket mixes buys and sells (they alternate across its markets).
+        is_buy = (k + j) % 2 == 0 if funded else k % 2 == 0
+        price = nav + OFFSETS[(k // 2) % 3] * spacing
+        if funded and not is_buy:
+            redeem = nav * (10_000 - platform.fee_bps[token.address]) // 10_000
+            price = (redeem // spacing + OFFSETS[(k // 2) % 3] - 1) * spacing
         quantity = WAD * (1 + (j * 7919) % 50)  # 1 .. 50 units
         per_investor.setdefault(investor, []).append(
-            Leg(market=token.address, is_buy=k % 2 == 0, quantity=quantity, limit_price=price))
+            Leg(market=token.address, is_buy=is_buy, quantity=quantity, limit_price=price))
+    if funded:  # sells that can fund buys first: LightPool allocates the advance in leg order
+        for legs in per_investor.values():
+            legs.sort(key=lambda leg: leg.is_buy or leg.market in platform.gated)
     return per_investor
 
 
-def run_batch(platform: Platform, n: int) -> dict[str, Any]:
+def _fund_partly(platform: Platform, orders: dict[str, list[Leg]]) -> None:
+    """Give each investor free cash for only part of its buys, so that the rest (at least
+    half, at most what its sells bring) is advanced against its sells."""
+    for investor, legs in orders.items():
+        need = sum(leg.lock() for leg in legs if leg.is_buy)
+        proceeds = sum(leg.quantity * leg.limit_price // WAD for leg in legs
+                       if not leg.is_buy and leg.market not in platform.gated)
+        platform.set_cash(investor, max(need - proceeds, need - need // 2))
+
+
+def run_batch(platform: Platform, n: int, funded: bool = False) -> dict[str, Any]:
     chain, pool = platform.chain, platform.pool
     platform.ensure_investors(-(-n // LEGS_PER_BASKET))
     # Start of a fresh batch, with fresh NAVs.
     batch = pool.functions.current_batch().call() + 1
     chain.warp(pool.functions.batch_close(batch - 1).call() + 1)
     platform.refresh_navs()
-    orders = _orders(platform, n)
+    orders = _orders(platform, n, funded)
+    if funded:
+        _fund_partly(platform, orders)
 
     # Placement: each keeper sends its investors' baskets in bulk.
     by_keeper: dict[str, list[tuple[str, list[Leg]]]] = {}
@@ -251,6 +297,10 @@ def run_batch(platform: Platform, n: int) -> dict[str, Any]:
                                Basket(owner=inv, batch=batch, legs=tuple(legs))))
                 for leg in legs:
                     books[leg.market].add(leg)
+
+    advanced = sum(pool.functions.basket_advance(i).call() > 0 for i, _ in placed)
+    if funded:
+        assert advanced == len(placed), "every basket of the funded batch takes an advance"
 
     # Clearing: one transaction per market, after the reveal window.
     chain.warp(pool.functions.batch_close(batch).call() + REVEAL_SECONDS)
@@ -280,6 +330,10 @@ def run_batch(platform: Platform, n: int) -> dict[str, Any]:
         txs += 1
     for basket_id, _ in placed:
         assert pool.functions.basket_hash(basket_id).call() == b"\x00" * 32
+        assert pool.functions.basket_advance(basket_id).call() == 0
+    if funded:  # back to ample cash for later batches
+        for investor in orders:
+            platform.set_cash(investor, 10**9 * WAD)
 
     clearing_per_market = sum(clearing) / len(clearing)
     placement = placement_gas / n
@@ -288,6 +342,8 @@ def run_batch(platform: Platform, n: int) -> dict[str, Any]:
     all_in = placement + sum(clearing) / n + settlement + base
     return {
         "orders": n,
+        "funded": funded,
+        "baskets_with_advance": advanced,
         "placement_gas_per_order": round(placement),
         "clearing_gas_per_market": round(clearing_per_market),
         "settlement_gas_per_order": round(settlement),
@@ -306,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000,10000",
                         help="comma-separated batch sizes (orders)")
+    parser.add_argument("--funded", type=int, default=1000,
+                        help="orders in the extra batch whose buys are funded by their sells "
+                             "(0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -313,15 +372,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         platform = Platform(chain)
         rows = [run_batch(platform, n) for n in sizes]
+        if args.funded:
+            rows.append(run_batch(platform, args.funded, funded=True))
     finally:
         chain.close()
-    header = (f"{'orders':>7} {'place/order':>12} {'clear/market':>13} {'settle/order':>13} "
-              f"{'base/order':>11} {'all-in/order':>13} {'ticks':>6} {'max tx gas':>11}")
+    header = (f"{'orders':>7} {'funded':>6} {'place/order':>12} {'clear/market':>13} "
+              f"{'settle/order':>13} {'base/order':>11} {'all-in/order':>13} {'ticks':>6} "
+              f"{'max tx gas':>11}")
     print(header)
     for row in rows:
         max_tx = max(row[k] for k in ("max_place_tx_gas", "max_clear_tx_gas",
                                       "max_settle_tx_gas"))
-        print(f"{row['orders']:>7} {row['placement_gas_per_order']:>12,} "
+        print(f"{row['orders']:>7} {'yes' if row['funded'] else 'no':>6} "
+              f"{row['placement_gas_per_order']:>12,} "
               f"{row['clearing_gas_per_market']:>13,} {row['settlement_gas_per_order']:>13,} "
               f"{row['base_gas_per_order']:>11,} {row['all_in_gas_per_order']:>13,} "
               f"{row['ticks_per_market']:>6} "
