@@ -29,6 +29,7 @@ from offchain.optimizer.problem import AccountProblem, ProblemBatch, Universe
 _TOL = 1e-10  # primal tolerance of the certificate, weight units
 _DUAL_TOL = 1e-9  # dual tolerance of the certificate
 _KINK_TOL = 1e-7  # how close to a kink ADMM must be to guess "on the kink"
+_FREE_BUCKETS = (4, 8, 16)  # KKT systems are solved in groups of accounts by free instruments
 
 
 @dataclass
@@ -63,21 +64,27 @@ class _Batch:
         n = universe.n
         self.n = n
         b_count = len(problems)
+        self.mu = np.zeros(b_count) if mu0 is None else np.where(
+            np.isfinite(problems.st_budget) & np.isfinite(mu0), mu0, 0.0)
         cell = problems.lot_account * n + problems.lot_instrument
         counts = np.bincount(cell, minlength=b_count * n)
         n_slots = max(1, int(counts.max(initial=0)))
         self.L = n_slots
-        order = np.argsort(cell, kind="stable")
+        # Each instrument's lots cheapest first (cost plus the short-term multiplier), ties in
+        # the account's order; padding slots cost more than any lot, so they sort last.
+        lot_cost = problems.lot_tax + universe.cost[problems.lot_instrument]
+        key = lot_cost + self.mu[problems.lot_account] * problems.lot_st_gain
+        order = np.lexsort((key, cell))
         first = np.cumsum(counts) - counts
         slot = np.arange(order.size) - first[cell[order]]
         acct, inst = problems.lot_account[order], problems.lot_instrument[order]
         shape = (b_count, n, n_slots)
         self.lot_w = np.zeros(shape)
-        self.lot_c = np.full(shape, 1e3)  # padding slots cost more than any lot: sorted last
+        self.lot_c = np.full(shape, 1e3)
         self.lot_st = np.zeros(shape)
         self.lot_idx = np.full(shape, -1, dtype=np.int64)
         self.lot_w[acct, inst, slot] = problems.lot_weight[order]
-        self.lot_c[acct, inst, slot] = problems.lot_tax[order] + universe.cost[inst]
+        self.lot_c[acct, inst, slot] = lot_cost[order]
         self.lot_st[acct, inst, slot] = problems.lot_st_gain[order]
         self.lot_idx[acct, inst, slot] = order
         self.d0 = problems.holding - problems.model
@@ -88,9 +95,6 @@ class _Batch:
         self.class_lo = problems.class_lo
         self.class_hi = problems.class_hi
         self.st_budget = problems.st_budget
-        self.mu = np.zeros(b_count) if mu0 is None else np.where(
-            np.isfinite(problems.st_budget) & np.isfinite(mu0), mu0, 0.0)
-        self.sort_lots(np.arange(b_count))
 
     def sort_lots(self, rows: np.ndarray) -> None:
         """Order each instrument's lots by cost plus the short-term multiplier (cheapest first)."""
@@ -141,6 +145,7 @@ class BatchSolver:
         self.rho, self.sigma, self.alpha = rho, sigma, alpha
         kkt = p_mat + (sigma + rho) * np.eye(2 * n) + rho * self.rows.T @ self.rows
         self.k_inv = np.linalg.inv(kkt)
+        self.k_inv32, self.rows32 = self.k_inv.astype(np.float32), self.rows.astype(np.float32)
         self.max_iter = max_iter
         self.polish_every = polish_every
         self.exact_fallback = exact_fallback
@@ -174,7 +179,10 @@ class BatchSolver:
         while active.size and it < self.max_iter:
             data = batch.subset(active)
             steps = min(self.polish_every, self.max_iter - it)
-            v_a, w_a, yg_a, z_a, yc_a = v[active], w[active], yg[active], z[active], yc[active]
+            # ADMM only guesses the statuses the polish certifies in float64: float32 halves
+            # its memory traffic.
+            v_a, w_a, yg_a, z_a, yc_a = (arr[active].astype(np.float32)
+                                         for arr in (v, w, yg, z, yc))
             mu = data["mu"]
             consts = self._admm_prepare(data, mu)
             for step in range(steps):
@@ -187,7 +195,7 @@ class BatchSolver:
             batch.mu[active] = mu
             batch.sort_lots(active[moved])
             data = batch.subset(active)
-            x_guess = w_a[:, :n] - w_a[:, n:]
+            x_guess = (w_a[:, :n] - w_a[:, n:]).astype(np.float64)
             ok, x_pol, mu_pol = self._polish(data, x_guess)
             x_final[active[ok]] = x_pol[ok]
             batch.mu[active[ok]] = mu_pol[ok]
@@ -231,18 +239,19 @@ class BatchSolver:
         edges = np.cumsum(d["lot_w"], axis=2) - d["lot_w"]
         key = d["lot_c"] + mu[:, None, None] * d["lot_st"]
         b_rows = len(mu)
+        f32 = np.float32
         return {
-            "q": np.hstack([qd, -qd]),
-            "shift": key / self.rho + edges,
-            "edges": edges,
-            "lot_w": d["lot_w"],
-            "lot_st": d["lot_st"],
-            "buy_max": d["buy_max"],
-            "buy_shift": self.u.cost / self.rho,
-            "sell_min": d["sell_min"],
-            "sell_max": d["sell_max"],
-            "lo": np.hstack([np.full((b_rows, 1), -np.inf), d["class_lo"]]),
-            "hi": np.hstack([d["cash_budget"][:, None], d["class_hi"]]),
+            "q": np.hstack([qd, -qd]).astype(f32),
+            "shift": (key / self.rho + edges).astype(f32),
+            "edges": edges.astype(f32),
+            "lot_w": d["lot_w"].astype(f32),
+            "lot_st": d["lot_st"].astype(f32),
+            "buy_max": d["buy_max"].astype(f32),
+            "buy_shift": (self.u.cost / self.rho).astype(f32),
+            "sell_min": d["sell_min"].astype(f32),
+            "sell_max": d["sell_max"].astype(f32),
+            "lo": np.hstack([np.full((b_rows, 1), -np.inf), d["class_lo"]]).astype(f32),
+            "hi": np.hstack([d["cash_budget"][:, None], d["class_hi"]]).astype(f32),
             "st_budget": d["st_budget"],
             "st_rows": np.flatnonzero(np.isfinite(d["st_budget"])),
         }
@@ -250,9 +259,9 @@ class BatchSolver:
     def _admm_step(self, c, v, w, yg, z, yc):
         """One over-relaxed ADMM step on all rows; returns the new iterates."""
         n, rho, sig, al = self.n, self.rho, self.sigma, self.alpha
-        rhs = sig * v - c["q"] + rho * w - yg + (rho * z - yc) @ self.rows
-        vt = rhs @ self.k_inv
-        ct = vt @ self.rows.T
+        rhs = sig * v - c["q"] + rho * w - yg + (rho * z - yc) @ self.rows32
+        vt = rhs @ self.k_inv32
+        ct = vt @ self.rows32.T
         v_new = al * vt + (1 - al) * v
         wt = al * vt + (1 - al) * w
         a = wt + yg / rho
@@ -305,11 +314,16 @@ class BatchSolver:
         return raw, knots, slope, cash, st
 
     @staticmethod
-    def _row_values(raw, cash_c, st_c, x):
-        """Cash spent and short-term gain realized, per account, at net trades x."""
+    def _row_values(raw, cash_c, st_c, x, at_zero=None):
+        """Cash spent and short-term gain realized, per account, at net trades x (``at_zero``:
+        the same at x = 0, if known)."""
         lo, hi = raw[:, :, :-1], raw[:, :, 1:]
-        seg = _clip(x[:, :, None], lo, hi) - _clip(0.0, lo, hi)
-        return np.einsum("bnj,bnj->b", seg, cash_c), np.einsum("bnj,bnj->b", seg, st_c)
+        seg = _clip(x[:, :, None], lo, hi)
+        cash, st = np.einsum("bnj,bnj->b", seg, cash_c), np.einsum("bnj,bnj->b", seg, st_c)
+        if at_zero is None:
+            zero = _clip(0.0, lo, hi)
+            at_zero = np.einsum("bnj,bnj->b", zero, cash_c), np.einsum("bnj,bnj->b", zero, st_c)
+        return cash - at_zero[0], st - at_zero[1]
 
     def _polish(self, d, x_guess):
         """Try to certify each account; returns (ok mask, x, short-term multiplier).
@@ -330,7 +344,9 @@ class BatchSolver:
         kink_pos = np.abs(x_guess[:, :, None] - knots).argmin(axis=2)
         fixed_val = np.take_along_axis(knots, kink_pos[:, :, None], 2)[:, :, 0]
         x0 = np.where(free, x_guess, fixed_val)
-        cash_v, st_v = self._row_values(raw, cash_c, st_c, x0)
+        zero = _clip(0.0, raw[:, :, :-1], raw[:, :, 1:])
+        at_zero = np.einsum("bnj,bnj->b", zero, cash_c), np.einsum("bnj,bnj->b", zero, st_c)
+        cash_v, st_v = self._row_values(raw, cash_c, st_c, x0, at_zero)
         rhs_row = np.hstack([d["cash_budget"][:, None], d["st_budget"][:, None],
                              d["class_hi"], -d["class_lo"]])
         gx = x0 @ g_mat.T
@@ -340,7 +356,6 @@ class BatchSolver:
         x_out = np.zeros((bsz, n))
         mu_out = np.zeros(bsz)
         qd_all = d["d0"] @ self.q_mat
-        diag_q = np.diag(self.q_mat)
         has_st = np.isfinite(d["st_budget"])
         todo = np.arange(bsz)
         for _ in range(10):
@@ -348,7 +363,10 @@ class BatchSolver:
             if r.size == 0:
                 break
             m = r.size
-            kn, rw, sl, cc, sc = knots[r], raw[r], slope[r], cash_c[r], st_c[r]
+            if m == bsz:  # every account: views, not copies
+                kn, rw, sl, cc, sc = knots, raw, slope, cash_c, st_c
+            else:
+                kn, rw, sl, cc, sc = knots[r], raw[r], slope[r], cash_c[r], st_c[r]
             fr, iv, fv, ac = free[r], interval[r], fixed_val[r], act[r]
             j3 = iv[:, :, None]
             s_j = np.take_along_axis(sl, j3, 2)[:, :, 0]
@@ -363,48 +381,20 @@ class BatchSolver:
                 coef[:, 2:2 + k] = g_mat[None]
                 coef[:, 2 + k:] = -g_mat[None]
             x_fix = np.where(fr, lo_j, fv)
-            cash0, st0 = self._row_values(rw, cc, sc, x_fix)
+            at_zero_r = at_zero[0][r], at_zero[1][r]
+            cash0, st0 = self._row_values(rw, cc, sc, x_fix, at_zero_r)
             gx = x_fix @ g_mat.T
             base = np.hstack([cash0[:, None], st0[:, None], gx, -gx])
             coef_free = coef * fr[:, None, :]
-            # The KKT system over the free instruments only (fixed ones are known), free ones
-            # gathered first and padded with identity rows to the batch's most free.
-            n_free = fr.sum(axis=1)
-            width = max(1, int(n_free.max(initial=0)))
-            perm = np.argsort(~fr, axis=1, kind="stable")[:, :width]
-            valid = np.arange(width)[None, :] < n_free[:, None]
-            size = width + n_rows
-            kkt = np.zeros((m, size, size))
-            both = valid[:, :, None] & valid[:, None, :]
-            kkt[:, :width, :width] = np.where(both, self.q_mat[perm[:, :, None],
-                                                                perm[:, None, :]], 0.0)
-            widx = np.arange(width)
-            kkt[:, widx, widx] = np.where(valid, diag_q[perm], 1.0)
-            rows_on = np.take_along_axis(coef_free * ac[:, :, None], perm[:, None, :], axis=2)
-            rows_on = rows_on * valid[:, None, :]
-            kkt[:, :width, width:] = np.swapaxes(rows_on, 1, 2)
-            kkt[:, width:, :width] = rows_on
-            ridx = width + np.arange(n_rows)
-            kkt[:, ridx, ridx] = np.where(ac, -1e-14, 1.0)
-            rhs = np.zeros((m, size))
             qx_fixed = np.where(fr, 0.0, fv) @ self.q_mat
             rhs_free = -qd_all[r] - s_j - qx_fixed
-            rhs[:, :width] = np.where(valid, np.take_along_axis(rhs_free, perm, axis=1), 0.0)
             rhs_rows = rhs_row[r] - base + (coef_free * x_fix[:, None, :]).sum(axis=2)
-            rhs[:, width:] = np.where(ac & np.isfinite(rhs_rows), rhs_rows, 0.0)
-            with np.errstate(all="ignore"):
-                try:
-                    sol = np.linalg.solve(kkt, rhs[:, :, None])[:, :, 0]
-                except np.linalg.LinAlgError:
-                    sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(m)])
-            x = np.where(fr, 0.0, fv)
-            np.put_along_axis(x, perm, np.where(valid, sol[:, :width],
-                                                np.take_along_axis(x, perm, axis=1)), axis=1)
-            lam = np.where(ac, sol[:, width:], 0.0)
+            rhs_rows = np.where(ac & np.isfinite(rhs_rows), rhs_rows, 0.0)
+            x, lam = self._kkt_solve(fr, fv, ac, coef_free, rhs_free, rhs_rows)
             # The certificate: every optimality condition checked on (x, lam) directly.
             below = fr & (x < lo_j - _TOL)
             above = fr & (x > hi_j + _TOL)
-            cv, sv = self._row_values(rw, cc, sc, x)
+            cv, sv = self._row_values(rw, cc, sc, x, at_zero_r)
             gx = x @ g_mat.T
             row_v = np.hstack([cv[:, None], sv[:, None], gx, -gx])
             over = row_v > rhs_row[r] + _TOL
@@ -424,13 +414,15 @@ class BatchSolver:
             right = np.where(right_of, comb, np.inf).min(axis=2)
             want_left = ~fr & (-grad < left - _DUAL_TOL)
             want_right = ~fr & (-grad > right + _DUAL_TOL)
+            # Lots must stay sorted by cost at the solved short-term multiplier.
             order_bad = np.zeros(m, dtype=bool)
-            st_rows = has_st[r]
-            if st_rows.any():
-                key = d["lot_c"][r] + lam[:, 1, None, None] * d["lot_st"][r]
-                key = np.where(d["lot_w"][r] > 0, key, np.nan)
+            st_rows = np.flatnonzero(has_st[r])
+            if st_rows.size:
+                rs = r[st_rows]
+                key = d["lot_c"][rs] + lam[st_rows, 1, None, None] * d["lot_st"][rs]
+                key = np.where(d["lot_w"][rs] > 0, key, np.nan)
                 diffs = np.nan_to_num(np.diff(key, axis=2), nan=0.0)
-                order_bad = (diffs < -1e-12).any(axis=(1, 2))
+                order_bad[st_rows] = (diffs < -1e-12).any(axis=(1, 2))
             fail = (below | above | want_left | want_right | station_bad).any(axis=1) | (
                 viol_row | slack_bad | neg_lam).any(axis=1) | ~np.isfinite(x).all(axis=1)
             fail |= order_bad
@@ -454,6 +446,62 @@ class BatchSolver:
             fixed_val[rf], free[rf], interval[rf], act[rf] = fv2[f], fr2[f], iv2[f], ac2[f]
             todo = rf
         return ok, x_out, mu_out
+
+    def _kkt_solve(self, fr, fv, ac, coef_free, rhs_free, rhs_rows):
+        """Net trades ``x`` and row multipliers of the equality-constrained problem given by
+        the statuses: free instruments ``fr`` (others fixed at ``fv``), active rows ``ac``.
+
+        The KKT system is gathered over each account's free instruments only (fixed ones are
+        known), free ones first, padded with identity rows; accounts are bucketed by how many
+        are free so that a few accounts with many do not size everyone's system.
+        """
+        m, n = fr.shape
+        n_rows = ac.shape[1]
+        n_free = fr.sum(axis=1)
+        x = np.where(fr, 0.0, fv)
+        lam = np.zeros((m, n_rows))
+        q_flat = self.q_mat.reshape(-1)
+        diag_q = np.diag(self.q_mat)
+        lower = 0
+        for upper in (*_FREE_BUCKETS, n):
+            rows = np.flatnonzero((n_free > lower) & (n_free <= upper)) if lower else \
+                np.flatnonzero(n_free <= upper)
+            lower = upper
+            if rows.size == 0:
+                continue
+            fr_b = fr[rows]
+            width = max(1, int(n_free[rows].max()))
+            perm = np.argsort(~fr_b, axis=1, kind="stable")[:, :width]
+            valid = np.arange(width)[None, :] < n_free[rows, None]
+            size = width + n_rows
+            kkt = np.zeros((rows.size, size, size))
+            both = valid[:, :, None] & valid[:, None, :]
+            q_ff = q_flat[perm[:, :, None] * n + perm[:, None, :]]
+            kkt[:, :width, :width] = np.where(both, q_ff, 0.0)
+            widx = np.arange(width)
+            kkt[:, widx, widx] = np.where(valid, diag_q[perm], 1.0)
+            ac_b = ac[rows]
+            rows_on = np.take_along_axis(coef_free[rows] * ac_b[:, :, None], perm[:, None, :],
+                                        axis=2) * valid[:, None, :]
+            kkt[:, :width, width:] = np.swapaxes(rows_on, 1, 2)
+            kkt[:, width:, :width] = rows_on
+            ridx = width + np.arange(n_rows)
+            kkt[:, ridx, ridx] = np.where(ac_b, -1e-14, 1.0)
+            rhs = np.empty((rows.size, size))
+            rhs[:, :width] = np.where(valid, np.take_along_axis(rhs_free[rows], perm, axis=1),
+                                      0.0)
+            rhs[:, width:] = rhs_rows[rows]
+            with np.errstate(all="ignore"):
+                try:
+                    sol = np.linalg.solve(kkt, rhs[:, :, None])[:, :, 0]
+                except np.linalg.LinAlgError:
+                    sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(rows.size)])
+            x_b = x[rows]
+            np.put_along_axis(x_b, perm, np.where(valid, sol[:, :width],
+                                                  np.take_along_axis(x_b, perm, axis=1)), axis=1)
+            x[rows] = x_b
+            lam[rows] = np.where(ac_b, sol[:, width:], 0.0)
+        return x, lam
 
     # ---------------------------------------------------------------- lots
     @staticmethod
