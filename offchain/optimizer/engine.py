@@ -353,29 +353,14 @@ def _proposals(
     price_f = universe.prices
     prices = [market.prices[s].price if s in market.prices else None for s in symbols]
     fee = [Decimal(repr(market.cost_bps[s])) / _BPS for s in symbols]
-    # Units, rounded down to 1e-8, as integers of 1e-8 units (exact Decimals made only for
+    # Units, rounded down to 1e-8, as counts of 1e-8 units (exact Decimals are made only for
     # the trades that remain).
-    with np.errstate(invalid="ignore", divide="ignore"):
-        buy_steps = np.floor(sol.buys * batch.value[:, None] / price_f * 1e8)
-        lot_price = price_f[batch.lot_instrument]
-        sell_steps = np.floor(sol.sells * batch.value[batch.lot_account] / lot_price * 1e8)
-    buy_steps = np.where(sol.solved[:, None] & (sol.buys > 0), np.nan_to_num(buy_steps), 0.0)
-    sell_steps = np.where(sol.solved[batch.lot_account] & (sol.sells > 0),
-                          np.nan_to_num(sell_steps), 0.0)
+    buys = np.where(sol.solved[:, None], sol.buys, 0.0)
+    buy_steps = units_down(buys.reshape(-1), np.repeat(batch.value, n),
+                           np.tile(np.arange(n), b_count), price_f, prices).reshape(b_count, n)
     whole = sol.sells >= batch.lot_held * (1 - 1e-12)  # the lot's own quantity is sold
-    # Where float rounding could land on the other side of a 1e-8 step, round exactly.
-    for steps, weights, values, inst, exempt in (
-        (buy_steps.reshape(-1), sol.buys.reshape(-1), np.repeat(batch.value, n),
-         np.tile(np.arange(n), b_count), False),
-        (sell_steps, sol.sells, batch.value[batch.lot_account], batch.lot_instrument, whole),
-    ):
-        raw = weights * values / np.where(np.isfinite(price_f), price_f, 1.0)[inst] * 1e8
-        close = (steps > 0) & ~exempt & (np.abs(raw - np.round(raw))
-                                         < np.maximum(1e-6, raw * 2e-15))
-        for j in np.flatnonzero(close):
-            exact = (Decimal(repr(float(weights[j]))) * Decimal(repr(float(values[j])))
-                     / prices[inst[j]]).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
-            steps[j] = float(exact.scaleb(8))
+    sell_steps = units_down(np.where(sol.solved[batch.lot_account] & ~whole, sol.sells, 0.0),
+                            batch.value[batch.lot_account], batch.lot_instrument, price_f, prices)
     r_b, c_b = np.nonzero(buy_steps > 0)
     buy_at = np.searchsorted(r_b, np.arange(b_count + 1))
     k_s = np.flatnonzero((sell_steps > 0) | (whole & (sol.sells > 0)))
@@ -463,6 +448,29 @@ def _proposals(
 
 
 _ZERO = Decimal(0)
+
+
+def units_down(
+    weights: np.ndarray, values: np.ndarray, inst: np.ndarray, price_f: np.ndarray,
+    prices: list[Decimal | None],
+) -> np.ndarray:
+    """Units bought or sold for ``weights`` of account ``values`` of instruments ``inst``,
+    rounded down to 1e-8 units, as counts of 1e-8 units (floats holding integers).
+
+    The definition is exact: ``floor(Decimal(repr(w)) * Decimal(repr(v)) / price / 1e-8)``;
+    it is computed in floats and redone in ``Decimal`` wherever float rounding could land on
+    the other side of a step. Weights <= 0 give 0.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = weights * values / price_f[inst] * 1e8
+    raw = np.where(weights > 0, np.nan_to_num(raw), 0.0)
+    steps = np.floor(raw)
+    close = (weights > 0) & (np.abs(raw - np.round(raw)) < np.maximum(1e-6, raw * 2e-15))
+    for j in np.flatnonzero(close):
+        exact = (Decimal(repr(float(weights[j]))) * Decimal(repr(float(values[j])))
+                 / prices[inst[j]]).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+        steps[j] = float(exact.scaleb(8))
+    return steps
 
 
 class _TradeWriter:
