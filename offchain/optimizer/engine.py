@@ -53,6 +53,7 @@ CENT = Decimal("0.01")
 # Weight units: a solution within this of every constraint is feasible.
 FEASIBILITY_TOL = 1e-9
 CHUNK = 2500  # accounts solved together
+PARALLEL_MIN = 1000  # fewer accounts than this are not worth forking worker processes for
 _BPS = Decimal(10_000)
 
 
@@ -96,7 +97,7 @@ def optimize_accounts(
     processes (fork), for large batches on a multi-core machine; results keep input order.
     """
     accounts = list(accounts)
-    if workers > 1 and len(accounts) >= 2 * CHUNK:
+    if workers > 1 and len(accounts) >= PARALLEL_MIN:
         return _run_parallel(model, accounts, market, customizations_by_account,
                              list(household_trades), as_of, workers)
     return run_engine(
@@ -127,29 +128,56 @@ def _run_part(bounds: tuple[int, int]) -> tuple[list, tuple[AccountError, ...]]:
 def _unpack(packed: list) -> list[Proposal]:
     return [
         _construct(Proposal, **dict(zip(_PROPOSAL_FIELDS, fields, strict=True)),
-                   trades=tuple(_construct(Trade, **dict(zip(_TRADE_FIELDS, t, strict=True)))
-                                for t in trades))
+                   trades=tuple(_trade(*t) for t in trades))
         for fields, trades in packed
     ]
 
 
+def _preload_exact_solver() -> None:
+    """Import the exact fallback's modules once, before forking, not in every worker."""
+    try:
+        import clarabel  # noqa: F401
+        import scipy.sparse  # noqa: F401
+    except ImportError:
+        pass
+
+
 def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> BatchResult:
-    """Run parts of the batch in forked processes that inherit the inputs (nothing to send)."""
+    """Run parts of the batch in forked processes that inherit the inputs (nothing to send).
+
+    Duplicate account ids are found here, across parts; errors come back in the order of
+    ``run_engine``'s (by input position, accounts no trade list satisfies last).
+    """
     import multiprocessing
 
     global _SHARED
-    _SHARED = (model, accounts, market, customs, trades, as_of)
+    first: dict[str, int] = {}
+    unique: list[Account] = []
+    dup_errors: list[tuple[int, AccountError]] = []
+    for k, account in enumerate(accounts):
+        if account.account_id in first:
+            dup_errors.append((k, AccountError(account_id=account.account_id,
+                                               field="account_id", reason="duplicate account id")))
+        else:
+            first[account.account_id] = k
+            unique.append(account)
+    _SHARED = (model, unique, market, customs, trades, as_of)
+    _preload_exact_solver()
     try:
-        step = -(-len(accounts) // workers)
-        bounds = [(k, min(k + step, len(accounts))) for k in range(0, len(accounts), step)]
+        step = -(-len(unique) // workers)
+        bounds = [(k, min(k + step, len(unique))) for k in range(0, len(unique), step)]
         with multiprocessing.get_context("fork").Pool(len(bounds)) as pool:
             parts = pool.map(_run_part, bounds)
     finally:
         _SHARED = ()
+    part_errors = [e for _, errors in parts for e in errors]
+    placed = sorted([(first[e.account_id], e) for e in part_errors if e.field != "constraints"]
+                    + dup_errors, key=lambda pe: pe[0])
     return _construct(
         BatchResult,
         proposals=tuple(p for packed, _ in parts for p in _unpack(packed)),
-        errors=tuple(e for _, errors in parts for e in errors),
+        errors=tuple([e for _, e in placed]
+                     + [e for e in part_errors if e.field == "constraints"]),
     )
 
 

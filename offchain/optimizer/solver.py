@@ -358,9 +358,10 @@ class BatchSolver:
         qd_all = d["d0"] @ self.q_mat
         has_st = np.isfinite(d["st_budget"])
         todo = np.arange(bsz)
+        stalled = 0
         for _ in range(10):
             r = todo
-            if r.size == 0:
+            if r.size == 0 or stalled == 2:  # two rounds without a new certificate: give up
                 break
             m = r.size
             if m == bsz:  # every account: views, not copies
@@ -444,6 +445,7 @@ class BatchSolver:
             ac2 = (ac & ~neg_lam) | viol_row
             rf = r[f]
             fixed_val[rf], free[rf], interval[rf], act[rf] = fv2[f], fr2[f], iv2[f], ac2[f]
+            stalled = stalled + 1 if rf.size == m else 0
             todo = rf
         return ok, x_out, mu_out
 
@@ -463,7 +465,8 @@ class BatchSolver:
         q_flat = self.q_mat.reshape(-1)
         diag_q = np.diag(self.q_mat)
         lower = 0
-        for upper in (*_FREE_BUCKETS, n):
+        buckets = (*_FREE_BUCKETS, n) if m >= 64 else (n,)  # few accounts: one system
+        for upper in buckets:
             rows = np.flatnonzero((n_free > lower) & (n_free <= upper)) if lower else \
                 np.flatnonzero(n_free <= upper)
             lower = upper

@@ -139,13 +139,20 @@ def test_a_batch_proposes_what_each_account_gets_alone(book):
 
 def test_chunks_and_worker_processes_change_nothing(book, monkeypatch):
     model, market, accounts, customs, trades = book
+    bad = make_account({"XYZ": [("1", "1", 1)]}, account_id="bad")
+    # Across the split into two workers: a bad account early, duplicates of early accounts late.
+    accounts = [accounts[0], bad, *accounts[1:], accounts[0], bad]
     whole = engine.optimize_accounts(model, accounts, market, customs, trades)
-    monkeypatch.setattr(engine, "CHUNK", 16)  # 60 accounts: 4 chunks, and 2 workers may fork
+    monkeypatch.setattr(engine, "CHUNK", 16)  # 62 accounts: 4 chunks
+    monkeypatch.setattr(engine, "PARALLEL_MIN", 10)
     chunked = engine.optimize_accounts(model, accounts, market, customs, trades)
     forked = engine.optimize_accounts(model, accounts, market, customs, trades, workers=2)
     _assert_same_proposals(whole.proposals, chunked.proposals)
     _assert_same_proposals(whole.proposals, forked.proposals)
     assert whole.errors == chunked.errors == forked.errors
+    assert [(e.account_id, e.field) for e in whole.errors][:3] == [
+        ("bad", "lots[0].symbol"), (accounts[0].account_id, "account_id"),
+        ("bad", "account_id")]
 
 
 def test_duplicate_account_ids_are_reported_in_input_order(model, market):
