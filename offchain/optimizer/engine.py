@@ -2,18 +2,22 @@
 
 Per batch (one model, one market snapshot):
 
-1. Each account's data is validated and turned into its numeric problem
-   (``offchain.optimizer.problem``); bad data skips that account with a reason.
+1. The accounts' data is validated in bulk and turned into one stacked problem
+   (``ProblemBatch``, ``offchain.optimizer.problem``); bad data skips that account with a
+   reason, named field by field as for a single account.
 2. All problems are solved together (``offchain.optimizer.solver``), in chunks.
 3. Wash sales: selling a loss lot and buying its group on the same day is never proposed. In
    the first pass loss lots of groups that may be bought are held; for every group with loss
    lots that the first pass did not buy, a second pass gives up today's purchases of that group
    and lets its losses be realized (tax-loss harvesting, with a non-identical partner standing
-   in through the factor model). The second pass is what is proposed for those accounts.
+   in through the factor model). The second pass, warm-started from the first, is what is
+   proposed for those accounts.
 4. Weights become unit quantities (rounded down, 1e-8 units, so no lot is oversold and cash
    stays at or above its minimum), money becomes ``Decimal`` cents, and every trade gets its
    reason. Trades below ``Customizations.min_trade_value`` are dropped when the rest stays
-   feasible (the no-trade rule; L1 costs already keep a good account untouched).
+   feasible (the no-trade rule; L1 costs already keep a good account untouched). Tracking
+   errors and objectives are computed for the whole batch at once; ``Decimal`` and ``Trade``
+   objects are made only for trades that remain.
 """
 
 from __future__ import annotations
@@ -399,7 +403,7 @@ def _proposals(
     solved_gap = (gap_before + sol.buys
                   - np.bincount(batch.lot_account * n + batch.lot_instrument,
                                 weights=sol.sells, minlength=b_count * n).reshape(b_count, n))
-    writer = _TradeWriter(universe, model, builder, batch, prices, fee, b_final, s_final)
+    writer = _TradeWriter(universe, model, builder, batch, prices, fee, b_final, s_final, k_s)
     drafts: list[tuple] = [()] * b_count
     c_list, s_list = c_b.tolist(), k_s.tolist()
     buy_counts, sell_counts = buy_steps[r_b, c_b].tolist(), sell_steps[k_s].tolist()
@@ -505,8 +509,15 @@ class _TradeWriter:
     """Turns one account's unit trades into ``Trade`` objects with their reasons, and records
     the final weights (after rounding and trimming) in ``b_final`` / ``s_final``."""
 
-    def __init__(self, universe, model, builder, batch, prices, fee, b_final, s_final) -> None:
+    def __init__(self, universe, model, builder, batch, prices, fee, b_final, s_final,
+                 sold) -> None:
         self.u, self.builder, self.batch = universe, builder, batch
+        # Per lot that may be sold: (instrument, short-term, harvested loss, lot id, most
+        # that may be sold), as Python values (numpy scalars cost more one at a time).
+        self.lot_info = dict(zip(sold.tolist(), zip(
+            batch.lot_instrument[sold].tolist(), batch.lot_short[sold].tolist(),
+            (batch.lot_tax[sold] < 0).tolist(), batch.lot_ids[sold].tolist(),
+            batch.lot_weight[sold].tolist(), strict=True), strict=True))
         self.prices, self.fee = prices, fee
         self.b_final, self.s_final = b_final, s_final
         self.groups = builder.group_of.tolist()
@@ -521,13 +532,11 @@ class _TradeWriter:
         """``(trades, ST gain, LT gain, tax cost, cost, cash after, notes)`` of row ``a``."""
         batch, prices, u = self.batch, self.prices, self.u
         notes: list[str] = []
-        lot_inst = batch.lot_instrument
         if custom.min_trade_value > 0:
             buy_units, sell_units = self._drop_dust(a, custom, buy_units, sell_units, notes)
-        value_cost = self._value_cost
+        value_cost, info = self._value_cost, self.lot_info
         buy_vc = {i: value_cost(i, q) for i, q in buy_units.items()}
-        sell_inst = {k: int(lot_inst[k]) for k in sell_units}
-        sell_vc = {k: value_cost(sell_inst[k], q) for k, q in sell_units.items()}
+        sell_vc = {k: value_cost(info[k][0], q) for k, q in sell_units.items()}
         cash_after = (account.cash - custom.withdrawal
                       + sum([v - c for v, c in sell_vc.values()], _ZERO)
                       - sum([v + c for v, c in buy_vc.values()], _ZERO))
@@ -552,9 +561,10 @@ class _TradeWriter:
         b_row = self.b_final[a]
         for i, qty in buy_units.items():
             b_row[i] = float(qty * prices[i]) / value
-        s_final, lot_weight = self.s_final, batch.lot_weight
+        s_final = self.s_final
         for k, qty in sell_units.items():
-            s_final[k] = min(lot_weight[k], float(qty * prices[sell_inst[k]]) / value)
+            i, _, _, _, most = info[k]
+            s_final[k] = min(most, float(qty * prices[i]) / value)
 
         groups, symbols = self.groups, u.symbols
         bought_groups = {groups[i] for i in buy_units}
@@ -570,15 +580,13 @@ class _TradeWriter:
         why_of: dict[int, tuple[str, str]] = {}
         trades: list[Trade] = []
         st_gain = lt_gain = tax_cost = tc_total = _ZERO
-        lot_ids, refs, short_of, tax_of = batch.lot_ids, batch.lot_refs, batch.lot_short, \
-            batch.lot_tax
-        for k in sorted(sell_units, key=lot_ids.__getitem__):
+        refs = batch.lot_refs
+        for k in sorted(sell_units, key=lambda k: info[k][3]):
             qty = sell_units[k]
-            lot = refs[k]
-            i = sell_inst[k]
+            i, is_short, harvested, lot_id, _ = info[k]
             trade_value, cost = sell_vc[k]
-            gain = (qty * (prices[i] - lot.cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
-            is_short = bool(short_of[k])
+            gain = (qty * (prices[i] - refs[k].cost_basis)).quantize(
+                CENT, rounding=ROUND_HALF_EVEN)
             term, rate = rate_of[is_short]
             disallowed = gain < 0 and groups[i] in bought_groups
             if is_short:
@@ -592,7 +600,7 @@ class _TradeWriter:
             if why is None:
                 why = why_of[i] = self._sell_reasons(i, symbols[i], forced[i], needs_cash,
                                                      gap_b[i], target[i])
-            if tax_of[k] < 0:
+            if harvested:
                 middle = (f"harvests a {term}-term loss of {-gain} (saves about "
                           f"{(-gain * rate).quantize(CENT)}); ")
             elif disallowed:
@@ -600,7 +608,7 @@ class _TradeWriter:
             else:
                 middle = ""
             trades.append(_trade(
-                symbols[i], "sell", qty, trade_value, cost, lot.lot_id, gain, term,
+                symbols[i], "sell", qty, trade_value, cost, lot_id, gain, term,
                 f"{why[0]}{middle}{why[1]}lot picked for least tax per unit ({term}-term, "
                 f"gain {gain})"))
         gap_a = solved_gap.tolist() if buy_units else gap_b
