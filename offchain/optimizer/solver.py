@@ -79,14 +79,15 @@ class _Batch:
         slot = np.arange(order.size) - first[cell[order]]
         acct, inst = problems.lot_account[order], problems.lot_instrument[order]
         shape = (b_count, n, n_slots)
+        at = (acct * n + inst) * n_slots + slot  # flat positions: one 1-D scatter per array
         self.lot_w = np.zeros(shape)
         self.lot_c = np.full(shape, 1e3)
         self.lot_st = np.zeros(shape)
         self.lot_idx = np.full(shape, -1, dtype=np.int64)
-        self.lot_w[acct, inst, slot] = problems.lot_weight[order]
-        self.lot_c[acct, inst, slot] = lot_cost[order]
-        self.lot_st[acct, inst, slot] = problems.lot_st_gain[order]
-        self.lot_idx[acct, inst, slot] = order
+        self.lot_w.reshape(-1)[at] = problems.lot_weight[order]
+        self.lot_c.reshape(-1)[at] = lot_cost[order]
+        self.lot_st.reshape(-1)[at] = problems.lot_st_gain[order]
+        self.lot_idx.reshape(-1)[at] = order
         self.d0 = problems.holding - problems.model
         self.buy_max = problems.buy_max
         self.sell_min = problems.sell_min
@@ -107,8 +108,10 @@ class _Batch:
             arr[rows] = np.take_along_axis(arr[rows], order, axis=2)
 
     def subset(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The arrays of ``rows`` (views, not copies, when that is every row)."""
+        every = rows.size == len(self.mu)
         return {
-            name: getattr(self, name)[rows]
+            name: getattr(self, name) if every else getattr(self, name)[rows]
             for name in (
                 "lot_w", "lot_c", "lot_st", "d0", "buy_max", "sell_min", "sell_max",
                 "cash_budget", "class_lo", "class_hi", "st_budget", "mu",
