@@ -208,9 +208,15 @@ def _timed_run(books, workers: int, rss_at_fork: float) -> tuple[float, float, f
     elapsed = time.perf_counter() - start
     children1 = os.times()
     sampler.stop()
-    cpu = (time.process_time() - cpu0 - sampler.cpu
-           + children1.children_user - children0.children_user
-           + children1.children_system - children0.children_system)
+    cpu = (
+        time.process_time()
+        - cpu0
+        - sampler.cpu
+        + children1.children_user
+        - children0.children_user
+        + children1.children_system
+        - children0.children_system
+    )
     return elapsed, cpu, max(sampler.peak, _peak_rss_mib(rss_at_fork, workers)), errors, trades
 
 
@@ -224,8 +230,9 @@ def run_size(n_accounts: int, sample: int, workers: int, seed: int, repeat: int 
     cpu = float(np.median([r[1] for r in runs]))
     peak = max(r[2] for r in runs)
     errors, trades = runs[0][3], runs[0][4]
-    gaps, ref_cpu, latencies, jobs, worst = _sample_check(books, sample,
-                                                         np.random.default_rng(seed))
+    gaps, ref_cpu, latencies, jobs, worst = _sample_check(
+        books, sample, np.random.default_rng(seed)
+    )
     ref_wall = _reference_wall(jobs, workers) / len(jobs)
     engine_cpu, engine_wall = cpu / n_accounts, elapsed / n_accounts
     return {
@@ -259,11 +266,21 @@ def run_size(n_accounts: int, sample: int, workers: int, seed: int, repeat: int 
 @click.command()
 @click.option("--sizes", multiple=True, type=int, default=(1000, 10000), show_default=True)
 @click.option("--sample", type=int, default=200, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Worker processes of the engine (and of the reference's wall-time run).")
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes of the engine (and of the reference's wall-time run).",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--repeat", type=int, default=3, show_default=True,
-              help="Engine runs per size; timings are their median.")
+@click.option(
+    "--repeat",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Engine runs per size; timings are their median.",
+)
 def main(sizes: tuple[int, ...], sample: int, workers: int, seed: int, repeat: int) -> None:
     """Run the optimizer benchmark and write bench/results/optimizer.json."""
     console = Console(width=170)
@@ -272,19 +289,33 @@ def main(sizes: tuple[int, ...], sample: int, workers: int, seed: int, repeat: i
         console.print(f"[bold]{n} accounts[/bold] ...")
         runs.append(run_size(n, sample, workers, seed, repeat))
     table = Table(title="MyPortfolio optimizer vs per-account cvxpy + Clarabel")
-    columns = ["accounts", "accounts_per_s", "accounts_per_cpu_s", "p50_ms", "p99_ms",
-               "mean_rel_gap", "max_rel_gap", "speedup_vs_reference", "speedup_wall_vs_reference",
-               "peak_mem_mib", "sample", "max_violation"]
+    columns = [
+        "accounts",
+        "accounts_per_s",
+        "accounts_per_cpu_s",
+        "p50_ms",
+        "p99_ms",
+        "mean_rel_gap",
+        "max_rel_gap",
+        "speedup_vs_reference",
+        "speedup_wall_vs_reference",
+        "peak_mem_mib",
+        "sample",
+        "max_violation",
+    ]
     for col in columns:
         table.add_column(col, justify="right")
     for row in runs:
-        table.add_row(*[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c])
-                        for c in columns])
+        table.add_row(
+            *[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        )
     console.print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "machine_cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-        "universe_sizes": list(UNIVERSE_SIZES), "seed": seed,
+        "machine_cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "universe_sizes": list(UNIVERSE_SIZES),
+        "seed": seed,
         "speedup_vs_reference": "reference CPU time per account (cvxpy problem built and "
         "solved by Clarabel, one account after another, one process) / engine CPU time per "
         "account (all processes, building and proposals included)",

@@ -102,8 +102,15 @@ def optimize_accounts(
     """
     accounts = list(accounts)
     if workers > 1 and len(accounts) >= PARALLEL_MIN:
-        return _run_parallel(model, accounts, market, customizations_by_account,
-                             list(household_trades), as_of, workers)
+        return _run_parallel(
+            model,
+            accounts,
+            market,
+            customizations_by_account,
+            list(household_trades),
+            as_of,
+            workers,
+        )
     return run_engine(
         model, accounts, market, customizations_by_account, household_trades, as_of
     ).result
@@ -119,11 +126,14 @@ _PROPOSAL_FIELDS = tuple(f for f in Proposal.model_fields if f != "trades")
 def _run_part(bounds: tuple[int, int]) -> tuple[list, tuple[AccountError, ...]]:
     """A worker's share, as plain tuples: pickling pydantic objects costs more than solving."""
     model, accounts, market, customs, trades, as_of = _SHARED
-    result = run_engine(model, accounts[bounds[0]:bounds[1]], market, customs, trades,
-                        as_of).result
+    result = run_engine(
+        model, accounts[bounds[0] : bounds[1]], market, customs, trades, as_of
+    ).result
     packed = [
-        (tuple(getattr(p, f) for f in _PROPOSAL_FIELDS),
-         [tuple(getattr(t, f) for f in _TRADE_FIELDS) for t in p.trades])
+        (
+            tuple(getattr(p, f) for f in _PROPOSAL_FIELDS),
+            [tuple(getattr(t, f) for f in _TRADE_FIELDS) for t in p.trades],
+        )
         for p in result.proposals
     ]
     return packed, result.errors
@@ -131,8 +141,11 @@ def _run_part(bounds: tuple[int, int]) -> tuple[list, tuple[AccountError, ...]]:
 
 def _unpack(packed: list) -> list[Proposal]:
     return [
-        _construct(Proposal, **dict(zip(_PROPOSAL_FIELDS, fields, strict=True)),
-                   trades=tuple(_trade(*t) for t in trades))
+        _construct(
+            Proposal,
+            **dict(zip(_PROPOSAL_FIELDS, fields, strict=True)),
+            trades=tuple(_trade(*t) for t in trades),
+        )
         for fields, trades in packed
     ]
 
@@ -160,8 +173,16 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
     dup_errors: list[tuple[int, AccountError]] = []
     for k, account in enumerate(accounts):
         if account.account_id in first:
-            dup_errors.append((k, AccountError(account_id=account.account_id,
-                                               field="account_id", reason="duplicate account id")))
+            dup_errors.append(
+                (
+                    k,
+                    AccountError(
+                        account_id=account.account_id,
+                        field="account_id",
+                        reason="duplicate account id",
+                    ),
+                )
+            )
         else:
             first[account.account_id] = k
             unique.append(account)
@@ -175,13 +196,14 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
     finally:
         _SHARED = ()
     part_errors = [e for _, errors in parts for e in errors]
-    placed = sorted([(first[e.account_id], e) for e in part_errors if e.field != "constraints"]
-                    + dup_errors, key=lambda pe: pe[0])
+    placed = sorted(
+        [(first[e.account_id], e) for e in part_errors if e.field != "constraints"] + dup_errors,
+        key=lambda pe: pe[0],
+    )
     return _construct(
         BatchResult,
         proposals=tuple(p for packed, _ in parts for p in _unpack(packed)),
-        errors=tuple([e for _, e in placed]
-                     + [e for e in part_errors if e.field == "constraints"]),
+        errors=tuple([e for _, e in placed] + [e for e in part_errors if e.field == "constraints"]),
     )
 
 
@@ -202,15 +224,17 @@ def run_engine(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_engine(model, accounts, market, customizations_by_account, household_trades,
-                           as_of, solver)
+        return _run_engine(
+            model, accounts, market, customizations_by_account, household_trades, as_of, solver
+        )
     finally:
         if enabled:
             gc.enable()
 
 
-def _run_engine(model, accounts, market, customizations_by_account, household_trades, as_of,
-                solver) -> EngineRun:
+def _run_engine(
+    model, accounts, market, customizations_by_account, household_trades, as_of, solver
+) -> EngineRun:
     as_of = as_of or market.as_of.date()
     customs = customizations_by_account or {}
     universe = build_universe(model, market)
@@ -222,8 +246,16 @@ def _run_engine(model, accounts, market, customizations_by_account, household_tr
     seen: set[str] = set()
     for k, account in enumerate(accounts):
         if account.account_id in seen:
-            errors.append((k, AccountError(account_id=account.account_id, field="account_id",
-                                           reason="duplicate account id")))
+            errors.append(
+                (
+                    k,
+                    AccountError(
+                        account_id=account.account_id,
+                        field="account_id",
+                        reason="duplicate account id",
+                    ),
+                )
+            )
             continue
         seen.add(account.account_id)
         unique.append(account)
@@ -231,16 +263,27 @@ def _run_engine(model, accounts, market, customizations_by_account, household_tr
     menus = [customs.get(a.account_id, _NO_CUSTOMIZATION) for a in unique]
     batch, bad = builder.build_batch(unique, menus)
     for k, exc in bad:
-        errors.append((position[k], AccountError(account_id=unique[k].account_id,
-                                                 field=exc.field, reason=str(exc))))
+        errors.append(
+            (
+                position[k],
+                AccountError(account_id=unique[k].account_id, field=exc.field, reason=str(exc)),
+            )
+        )
     skipped = {k for k, _ in bad}
     rows = [k for k in range(len(unique)) if k not in skipped]
     feasible = _feasible(universe, batch)
     for r in np.flatnonzero(~feasible):
         k = rows[r]
-        errors.append((position[k], AccountError(
-            account_id=unique[k].account_id, field="withdrawal",
-            reason=str(_cash_need_error(universe, batch, int(r))))))
+        errors.append(
+            (
+                position[k],
+                AccountError(
+                    account_id=unique[k].account_id,
+                    field="withdrawal",
+                    reason=str(_cash_need_error(universe, batch, int(r))),
+                ),
+            )
+        )
     if not feasible.all():
         batch, _ = batch.take(np.flatnonzero(feasible))
         rows = [k for k, ok in zip(rows, feasible, strict=True) if ok]
@@ -270,14 +313,24 @@ def _run_engine(model, accounts, market, customizations_by_account, household_tr
         stats.fallback += stats2.fallback
         stats.fallback_ids += stats2.fallback_ids
 
-    proposals = _proposals(universe, model, market, builder, batch, sol, row_accounts,
-                           row_menus, as_of)
+    proposals = _proposals(
+        universe, model, market, builder, batch, sol, row_accounts, row_menus, as_of
+    )
     final_errors = [e for _, e in errors]
-    final_errors += [AccountError(account_id=batch.account_ids[r], field="constraints",
-                                  reason="no trade list satisfies every constraint")
-                     for r in np.flatnonzero(~sol.solved)]
-    return EngineRun(BatchResult(proposals=tuple(proposals), errors=tuple(final_errors)),
-                     universe, _SolvedView(batch, sol), stats)
+    final_errors += [
+        AccountError(
+            account_id=batch.account_ids[r],
+            field="constraints",
+            reason="no trade list satisfies every constraint",
+        )
+        for r in np.flatnonzero(~sol.solved)
+    ]
+    return EngineRun(
+        BatchResult(proposals=tuple(proposals), errors=tuple(final_errors)),
+        universe,
+        _SolvedView(batch, sol),
+        stats,
+    )
 
 
 _NO_CUSTOMIZATION = Customizations()
@@ -294,8 +347,12 @@ class _SolvedView(Mapping[str, Solved]):
     def __getitem__(self, account_id: str) -> Solved:
         r = self._rows[account_id]
         lots = slice(int(self._batch.lot_start[r]), int(self._batch.lot_start[r + 1]))
-        return Solved(self._batch.problem(r), self._sol.buys[r].copy(),
-                      self._sol.sells[lots].copy(), bool(self._sol.certified[r]))
+        return Solved(
+            self._batch.problem(r),
+            self._sol.buys[r].copy(),
+            self._sol.sells[lots].copy(),
+            bool(self._sol.certified[r]),
+        )
 
     def __iter__(self):
         return iter(self._rows)
@@ -309,8 +366,14 @@ _SOLVERS: dict[bytes, BatchSolver] = {}
 
 def _cached_solver(universe: Universe) -> BatchSolver:
     """One solver (and factorization) per distinct risk model, costs and limits."""
-    key = b"".join([universe.cov.tobytes(), universe.cost.tobytes(),
-                    universe.class_matrix.tobytes(), repr(universe.risk_aversion).encode()])
+    key = b"".join(
+        [
+            universe.cov.tobytes(),
+            universe.cost.tobytes(),
+            universe.class_matrix.tobytes(),
+            repr(universe.risk_aversion).encode(),
+        ]
+    )
     solver = _SOLVERS.get(key)
     if solver is None:
         if len(_SOLVERS) > 16:
@@ -329,23 +392,28 @@ def _solve_chunked(solver: BatchSolver, batch: ProblemBatch, x0=None, mu0=None):
     for start in range(0, len(batch), CHUNK):
         rows = np.arange(start, min(start + CHUNK, len(batch)))
         part, _ = batch.take(rows)
-        sol, part_stats = solver.solve(part, None if x0 is None else x0[rows],
-                                       None if mu0 is None else mu0[rows])
+        sol, part_stats = solver.solve(
+            part, None if x0 is None else x0[rows], None if mu0 is None else mu0[rows]
+        )
         parts.append(sol)
         stats.iterations = max(stats.iterations, part_stats.iterations)
         stats.certified += part_stats.certified
         stats.fallback += part_stats.fallback
         stats.fallback_ids += part_stats.fallback_ids
-    joined = BatchSolution(*(np.concatenate([getattr(p, f.name) for p in parts])
-                             for f in fields(BatchSolution)))
+    joined = BatchSolution(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(BatchSolution))
+    )
     return joined, stats
 
 
 def _raisable(universe: Universe, batch: ProblemBatch) -> np.ndarray:
     """Most cash (weight) each row can raise by selling, before wash-sale guards."""
     n, b_count = universe.n, len(batch)
-    sellable = np.bincount(batch.lot_account * n + batch.lot_instrument,
-                           weights=batch.lot_full_weight, minlength=b_count * n)
+    sellable = np.bincount(
+        batch.lot_account * n + batch.lot_instrument,
+        weights=batch.lot_full_weight,
+        minlength=b_count * n,
+    )
     sellable = np.minimum(sellable.reshape(b_count, n), batch.sell_cap)
     return sellable @ (1 - universe.cost)
 
@@ -388,11 +456,17 @@ def _proposals(
     # Units, rounded down to 1e-8, as counts of 1e-8 units (exact Decimals are made only for
     # the trades that remain).
     buys = np.where(sol.solved[:, None], sol.buys, 0.0)
-    buy_steps = units_down(buys.reshape(-1), np.repeat(batch.value, n),
-                           np.tile(np.arange(n), b_count), price_f, prices).reshape(b_count, n)
+    buy_steps = units_down(
+        buys.reshape(-1), np.repeat(batch.value, n), np.tile(np.arange(n), b_count), price_f, prices
+    ).reshape(b_count, n)
     whole = sol.sells >= batch.lot_held * (1 - 1e-12)  # the lot's own quantity is sold
-    sell_steps = units_down(np.where(sol.solved[batch.lot_account] & ~whole, sol.sells, 0.0),
-                            batch.value[batch.lot_account], batch.lot_instrument, price_f, prices)
+    sell_steps = units_down(
+        np.where(sol.solved[batch.lot_account] & ~whole, sol.sells, 0.0),
+        batch.value[batch.lot_account],
+        batch.lot_instrument,
+        price_f,
+        prices,
+    )
     r_b, c_b = np.nonzero(buy_steps > 0)
     buy_at = np.searchsorted(r_b, np.arange(b_count + 1))
     k_s = np.flatnonzero((sell_steps > 0) | (whole & (sol.sells > 0)))
@@ -400,9 +474,13 @@ def _proposals(
     b_final = np.zeros((b_count, n))
     s_final = np.zeros(batch.lot_account.size)
     gap_before = batch.holding - batch.model
-    solved_gap = (gap_before + sol.buys
-                  - np.bincount(batch.lot_account * n + batch.lot_instrument,
-                                weights=sol.sells, minlength=b_count * n).reshape(b_count, n))
+    solved_gap = (
+        gap_before
+        + sol.buys
+        - np.bincount(
+            batch.lot_account * n + batch.lot_instrument, weights=sol.sells, minlength=b_count * n
+        ).reshape(b_count, n)
+    )
     writer = _TradeWriter(universe, model, builder, batch, prices, fee, b_final, s_final, k_s)
     drafts: list[tuple] = [()] * b_count
     c_list, s_list = c_b.tolist(), k_s.tolist()
@@ -424,19 +502,24 @@ def _proposals(
             qty = held if whole_list[j] else min(held, Decimal(int(sell_counts[j])) * scale)
             if qty > 0:
                 sell_units[k] = qty
-        drafts[a] = writer.write(a, account, custom, buy_units, sell_units, gap_before[a],
-                                 solved_gap[a])
+        drafts[a] = writer.write(
+            a, account, custom, buy_units, sell_units, gap_before[a], solved_gap[a]
+        )
 
     # Tracking errors and objectives, before and after, for every row at once.
     cov, k_risk = universe.cov, universe.risk_aversion
-    sold = np.bincount(batch.lot_account * n + batch.lot_instrument, weights=s_final,
-                       minlength=b_count * n).reshape(b_count, n)
+    sold = np.bincount(
+        batch.lot_account * n + batch.lot_instrument, weights=s_final, minlength=b_count * n
+    ).reshape(b_count, n)
     gap_after = gap_before + b_final - sold
     var_before = np.einsum("bi,ij,bj->b", gap_before, cov, gap_before)
     var_after = np.einsum("bi,ij,bj->b", gap_after, cov, gap_after)
     lot_cost = batch.lot_tax + universe.cost[batch.lot_instrument]
-    f1 = (k_risk * var_after + b_final @ universe.cost
-          + np.bincount(batch.lot_account, weights=lot_cost * s_final, minlength=b_count))
+    f1 = (
+        k_risk * var_after
+        + b_final @ universe.cost
+        + np.bincount(batch.lot_account, weights=lot_cost * s_final, minlength=b_count)
+    )
     f0 = (k_risk * var_before).tolist()
     f1 = f1.tolist()
     te_before = np.sqrt(np.maximum(var_before, 0.0)).tolist()
@@ -448,34 +531,37 @@ def _proposals(
     for a in np.flatnonzero(sol.solved).tolist():
         trades, st_gain, lt_gain, tax_cost, tc_total, cash_after, extra = drafts[a]
         harvest = batch.harvest_notes[a]
-        notes = [*batch.notes[a], *([harvest] if harvest else []), *batch.limit_notes[a],
-                 *extra]
+        notes = [*batch.notes[a], *([harvest] if harvest else []), *batch.limit_notes[a], *extra]
         if drifted[a].any():
             for i in np.flatnonzero(drifted[a]):
-                notes.append(f"{symbols[i]} was {gap_before[a, i]:+.1%} from its model weight "
-                             f"(drift band {band:.0%}); after trading "
-                             f"{solved_gap[a, i]:+.1%}")
+                notes.append(
+                    f"{symbols[i]} was {gap_before[a, i]:+.1%} from its model weight "
+                    f"(drift band {band:.0%}); after trading "
+                    f"{solved_gap[a, i]:+.1%}"
+                )
         if not trades:
             notes.append(no_trade_note)
         account = accounts[a]
-        proposals.append(_construct(
-            Proposal,
-            account_id=account.account_id,
-            model_id=model.model_id,
-            as_of=as_of,
-            trades=trades,
-            realized_short_term=st_gain,
-            realized_long_term=lt_gain,
-            tax_cost=tax_cost.quantize(CENT, rounding=ROUND_HALF_EVEN),
-            transaction_cost=tc_total,
-            cash_after=cash_after.quantize(CENT, rounding=ROUND_DOWN),
-            tracking_error_before=te_before[a],
-            tracking_error_after=te_after[a],
-            objective_no_trade=f0[a],
-            objective=f1[a],
-            needs_approval=account.mode == "advisory",
-            notes=tuple(notes),
-        ))
+        proposals.append(
+            _construct(
+                Proposal,
+                account_id=account.account_id,
+                model_id=model.model_id,
+                as_of=as_of,
+                trades=trades,
+                realized_short_term=st_gain,
+                realized_long_term=lt_gain,
+                tax_cost=tax_cost.quantize(CENT, rounding=ROUND_HALF_EVEN),
+                transaction_cost=tc_total,
+                cash_after=cash_after.quantize(CENT, rounding=ROUND_DOWN),
+                tracking_error_before=te_before[a],
+                tracking_error_after=te_after[a],
+                objective_no_trade=f0[a],
+                objective=f1[a],
+                needs_approval=account.mode == "advisory",
+                notes=tuple(notes),
+            )
+        )
     return proposals
 
 
@@ -483,7 +569,10 @@ _ZERO = Decimal(0)
 
 
 def units_down(
-    weights: np.ndarray, values: np.ndarray, inst: np.ndarray, price_f: np.ndarray,
+    weights: np.ndarray,
+    values: np.ndarray,
+    inst: np.ndarray,
+    price_f: np.ndarray,
     prices: list[Decimal | None],
 ) -> np.ndarray:
     """Units bought or sold for ``weights`` of account ``values`` of instruments ``inst``,
@@ -499,8 +588,9 @@ def units_down(
     steps = np.floor(raw)
     close = (weights > 0) & (np.abs(raw - np.round(raw)) < np.maximum(1e-6, raw * 2e-15))
     for j in np.flatnonzero(close):
-        exact = (Decimal(repr(float(weights[j]))) * Decimal(repr(float(values[j])))
-                 / prices[inst[j]]).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+        exact = (
+            Decimal(repr(float(weights[j]))) * Decimal(repr(float(values[j]))) / prices[inst[j]]
+        ).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
         steps[j] = float(exact.scaleb(8))
     return steps
 
@@ -509,15 +599,26 @@ class _TradeWriter:
     """Turns one account's unit trades into ``Trade`` objects with their reasons, and records
     the final weights (after rounding and trimming) in ``b_final`` / ``s_final``."""
 
-    def __init__(self, universe, model, builder, batch, prices, fee, b_final, s_final,
-                 sold) -> None:
+    def __init__(
+        self, universe, model, builder, batch, prices, fee, b_final, s_final, sold
+    ) -> None:
         self.u, self.builder, self.batch = universe, builder, batch
         # Per lot that may be sold: (instrument, short-term, harvested loss, lot id, most
         # that may be sold), as Python values (numpy scalars cost more one at a time).
-        self.lot_info = dict(zip(sold.tolist(), zip(
-            batch.lot_instrument[sold].tolist(), batch.lot_short[sold].tolist(),
-            (batch.lot_tax[sold] < 0).tolist(), batch.lot_ids[sold].tolist(),
-            batch.lot_weight[sold].tolist(), strict=True), strict=True))
+        self.lot_info = dict(
+            zip(
+                sold.tolist(),
+                zip(
+                    batch.lot_instrument[sold].tolist(),
+                    batch.lot_short[sold].tolist(),
+                    (batch.lot_tax[sold] < 0).tolist(),
+                    batch.lot_ids[sold].tolist(),
+                    batch.lot_weight[sold].tolist(),
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
         self.prices, self.fee = prices, fee
         self.b_final, self.s_final = b_final, s_final
         self.groups = builder.group_of.tolist()
@@ -537,9 +638,12 @@ class _TradeWriter:
         value_cost, info = self._value_cost, self.lot_info
         buy_vc = {i: value_cost(i, q) for i, q in buy_units.items()}
         sell_vc = {k: value_cost(info[k][0], q) for k, q in sell_units.items()}
-        cash_after = (account.cash - custom.withdrawal
-                      + sum([v - c for v, c in sell_vc.values()], _ZERO)
-                      - sum([v + c for v, c in buy_vc.values()], _ZERO))
+        cash_after = (
+            account.cash
+            - custom.withdrawal
+            + sum([v - c for v, c in sell_vc.values()], _ZERO)
+            - sum([v + c for v, c in buy_vc.values()], _ZERO)
+        )
         # Rounding (units down, costs to the cent) must never take cash below the minimum:
         # trim the largest buys by the shortfall.
         if cash_after < custom.min_cash:
@@ -547,8 +651,9 @@ class _TradeWriter:
                 short = custom.min_cash - cash_after
                 if short <= 0:
                     break
-                cut = (short * 2 / prices[i]).quantize(QUANTITY_STEP, rounding=ROUND_UP) \
-                    + QUANTITY_STEP
+                cut = (short * 2 / prices[i]).quantize(
+                    QUANTITY_STEP, rounding=ROUND_UP
+                ) + QUANTITY_STEP
                 v, c = buy_vc.pop(i)
                 cash_after += v + c
                 buy_units[i] = max(_ZERO, buy_units[i] - cut)
@@ -575,8 +680,10 @@ class _TradeWriter:
         rate_key = (custom.tax.short_term_rate, custom.tax.long_term_rate)
         rate_of = self.rates.get(rate_key)
         if rate_of is None:
-            rate_of = self.rates[rate_key] = {True: ("short", Decimal(repr(rate_key[0]))),
-                                              False: ("long", Decimal(repr(rate_key[1])))}
+            rate_of = self.rates[rate_key] = {
+                True: ("short", Decimal(repr(rate_key[0]))),
+                False: ("long", Decimal(repr(rate_key[1]))),
+            }
         why_of: dict[int, tuple[str, str]] = {}
         trades: list[Trade] = []
         st_gain = lt_gain = tax_cost = tc_total = _ZERO
@@ -585,8 +692,7 @@ class _TradeWriter:
             qty = sell_units[k]
             i, is_short, harvested, lot_id, _ = info[k]
             trade_value, cost = sell_vc[k]
-            gain = (qty * (prices[i] - refs[k].cost_basis)).quantize(
-                CENT, rounding=ROUND_HALF_EVEN)
+            gain = (qty * (prices[i] - refs[k].cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
             term, rate = rate_of[is_short]
             disallowed = gain < 0 and groups[i] in bought_groups
             if is_short:
@@ -598,33 +704,51 @@ class _TradeWriter:
             tc_total += cost
             why = why_of.get(i)
             if why is None:
-                why = why_of[i] = self._sell_reasons(i, symbols[i], forced[i], needs_cash,
-                                                     gap_b[i], target[i])
+                why = why_of[i] = self._sell_reasons(
+                    i, symbols[i], forced[i], needs_cash, gap_b[i], target[i]
+                )
             if harvested:
-                middle = (f"harvests a {term}-term loss of {-gain} (saves about "
-                          f"{(-gain * rate).quantize(CENT)}); ")
+                middle = (
+                    f"harvests a {term}-term loss of {-gain} (saves about "
+                    f"{(-gain * rate).quantize(CENT)}); "
+                )
             elif disallowed:
                 middle = "loss disallowed (wash sale with today's purchase of its group); "
             else:
                 middle = ""
-            trades.append(_trade(
-                symbols[i], "sell", qty, trade_value, cost, lot_id, gain, term,
-                f"{why[0]}{middle}{why[1]}lot picked for least tax per unit ({term}-term, "
-                f"gain {gain})"))
+            trades.append(
+                _trade(
+                    symbols[i],
+                    "sell",
+                    qty,
+                    trade_value,
+                    cost,
+                    lot_id,
+                    gain,
+                    term,
+                    f"{why[0]}{middle}{why[1]}lot picked for least tax per unit ({term}-term, "
+                    f"gain {gain})",
+                )
+            )
         gap_a = solved_gap.tolist() if buy_units else gap_b
         for i in sorted(buy_units):
             sym = symbols[i]
             trade_value, cost = buy_vc[i]
             tc_total += cost
             if gap_b[i] < 0 and target[i] > 0:
-                reason = (f"{sym} is {-gap_b[i] * 1e4:.0f} bp under its model weight "
-                          f"({gap_a[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
-                          "error by more than it costs")
+                reason = (
+                    f"{sym} is {-gap_b[i] * 1e4:.0f} bp under its model weight "
+                    f"({gap_a[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
+                    "error by more than it costs"
+                )
             else:
-                reason = (f"{sym} stands in for exposure the account cannot hold as modelled "
-                          "(restricted, screened or wash-sale locked): lowers tracking error")
-            trades.append(_trade(sym, "buy", buy_units[i], trade_value, cost, None, None, None,
-                                 reason))
+                reason = (
+                    f"{sym} stands in for exposure the account cannot hold as modelled "
+                    "(restricted, screened or wash-sale locked): lowers tracking error"
+                )
+            trades.append(
+                _trade(sym, "buy", buy_units[i], trade_value, cost, None, None, None, reason)
+            )
         return tuple(trades), st_gain, lt_gain, tax_cost, tc_total, cash_after, notes
 
     def _sell_reasons(self, i, sym, forced, needs_cash, gap, target) -> tuple[str, str]:
@@ -639,8 +763,7 @@ class _TradeWriter:
         if gap > 0:
             tail.append(f"{sym} is {gap * 1e4:.0f} bp over its model weight; ")
             if target == 0:
-                tail.append("not in this account's model (substituted, screened or not "
-                            "approved); ")
+                tail.append("not in this account's model (substituted, screened or not approved); ")
         return "".join(head), "".join(tail)
 
     def _drop_dust(self, a, custom, buy_units, sell_units, notes):
@@ -648,8 +771,9 @@ class _TradeWriter:
         batch, prices, u = self.batch, self.prices, self.u
         lot_inst = batch.lot_instrument
         keep_b = {i: q for i, q in buy_units.items() if q * prices[i] >= custom.min_trade_value}
-        keep_s = {k: q for k, q in sell_units.items()
-                  if q * prices[lot_inst[k]] >= custom.min_trade_value}
+        keep_s = {
+            k: q for k, q in sell_units.items() if q * prices[lot_inst[k]] >= custom.min_trade_value
+        }
         if len(keep_b) + len(keep_s) == len(buy_units) + len(sell_units):
             return buy_units, sell_units
         p = batch.problem(a)
@@ -660,8 +784,9 @@ class _TradeWriter:
         for i, qty in keep_b.items():
             buys[i] = float(qty * prices[i]) / value
         for k, qty in keep_s.items():
-            sells[k - first] = min(p.lot_weight[k - first],
-                                   float(qty * prices[lot_inst[k]]) / value)
+            sells[k - first] = min(
+                p.lot_weight[k - first], float(qty * prices[lot_inst[k]]) / value
+            )
         if max(violations(u, p, buys, sells).values()) > FEASIBILITY_TOL:
             return buy_units, sell_units
         dropped = len(buy_units) + len(sell_units) - len(keep_b) - len(keep_s)
@@ -677,9 +802,21 @@ _set = object.__setattr__
 def _trade(symbol, side, quantity, value, cost, lot_id, realized_gain, term, reason) -> Trade:
     """A ``Trade`` from values computed here (as ``_construct``, specialised: the hot path)."""
     obj = Trade.__new__(Trade)
-    _set(obj, "__dict__", {"symbol": symbol, "side": side, "quantity": quantity, "value": value,
-                           "cost": cost, "lot_id": lot_id, "realized_gain": realized_gain,
-                           "term": term, "reason": reason})
+    _set(
+        obj,
+        "__dict__",
+        {
+            "symbol": symbol,
+            "side": side,
+            "quantity": quantity,
+            "value": value,
+            "cost": cost,
+            "lot_id": lot_id,
+            "realized_gain": realized_gain,
+            "term": term,
+            "reason": reason,
+        },
+    )
     _set(obj, "__pydantic_fields_set__", set(_SELL_SET if lot_id is not None else _BUY_SET))
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)

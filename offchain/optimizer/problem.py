@@ -267,11 +267,36 @@ class ProblemBatch:
     limit_notes: list[list[str]]  # per row: limits that restrictions make unreachable
     group_names: tuple[str, ...] = ()
 
-    _ROWS = ("value", "cash", "cash_budget", "st_budget", "holding", "model", "buy_max",
-             "sell_min", "sell_max", "sell_cap", "over_max", "class_lo", "class_hi",
-             "class_lo_raw", "class_hi_raw", "harvestable")
-    _LOTS = ("lot_instrument", "lot_weight", "lot_full_weight", "lot_held", "lot_tax",
-             "lot_gain", "lot_short", "lot_st_gain", "lot_ids", "lot_refs")
+    _ROWS = (
+        "value",
+        "cash",
+        "cash_budget",
+        "st_budget",
+        "holding",
+        "model",
+        "buy_max",
+        "sell_min",
+        "sell_max",
+        "sell_cap",
+        "over_max",
+        "class_lo",
+        "class_hi",
+        "class_lo_raw",
+        "class_hi_raw",
+        "harvestable",
+    )
+    _LOTS = (
+        "lot_instrument",
+        "lot_weight",
+        "lot_full_weight",
+        "lot_held",
+        "lot_tax",
+        "lot_gain",
+        "lot_short",
+        "lot_st_gain",
+        "lot_ids",
+        "lot_refs",
+    )
     _LISTS = ("account_ids", "notes", "harvest_notes", "limit_notes")
 
     def __len__(self) -> int:
@@ -294,7 +319,9 @@ class ProblemBatch:
         part = ProblemBatch(
             lot_start=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
             lot_account=np.repeat(np.arange(rows.size), lens),
-            group_names=self.group_names, **fields)
+            group_names=self.group_names,
+            **fields,
+        )
         return part, lots
 
     def put(self, rows: np.ndarray, lots: np.ndarray, part: ProblemBatch) -> None:
@@ -335,7 +362,8 @@ class ProblemBatch:
             lot_ids=tuple(self.lot_ids[lots]),
             notes=[*self.notes[a], *([harvest] if harvest else []), *self.limit_notes[a]],
             harvestable_groups=frozenset(
-                self.group_names[g] for g in np.flatnonzero(self.harvestable[a])),
+                self.group_names[g] for g in np.flatnonzero(self.harvestable[a])
+            ),
             lot_full_weight=self.lot_full_weight[lots].copy(),
             sell_cap=self.sell_cap[a].copy(),
             over_max=self.over_max[a].copy(),
@@ -351,8 +379,11 @@ class ProblemBatch:
         self.lot_weight = np.where(in_group, self.lot_full_weight, self.lot_weight)
         for a in np.flatnonzero(groups.any(axis=1)):
             names = sorted(builder.group_names[g] for g in np.flatnonzero(groups[a]))
-            self.harvest_notes[a] = ("wash sales: not buying " + ", ".join(names)
-                                     + " today so that its losses can be realized")
+            self.harvest_notes[a] = (
+                "wash sales: not buying "
+                + ", ".join(names)
+                + " today so that its losses can be realized"
+            )
         builder.apply_limits(self)
 
 
@@ -428,15 +459,20 @@ class ProblemBuilder:
     def _screened(self, screens: tuple) -> frozenset[str]:
         if screens not in self._screens:
             self._screens[screens] = frozenset(
-                s for s in self.u.symbols
+                s
+                for s in self.u.symbols
                 if not all(sc.passes(self.instruments[s]) for sc in screens)
             )
         return self._screens[screens]
 
     def _plan(self, custom: Customizations) -> _Plan:
         """The per-instrument meaning of ``custom``'s menu choices (cached by their values)."""
-        key = (custom.never_buy, custom.never_sell, custom.screens,
-               tuple(custom.substitutions.items()))
+        key = (
+            custom.never_buy,
+            custom.never_sell,
+            custom.screens,
+            tuple(custom.substitutions.items()),
+        )
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._make_plan(custom)
@@ -447,9 +483,13 @@ class ProblemBuilder:
         n = u.n
         for sym in (*custom.substitutions.keys(), *custom.substitutions.values()):
             if sym not in index:
-                return _Plan(np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), (),
-                             AccountDataError(f"substitutions[{sym}]",
-                                              "an instrument of the model", sym))
+                return _Plan(
+                    np.zeros(n),
+                    np.zeros(n, bool),
+                    np.zeros(n, bool),
+                    (),
+                    AccountDataError(f"substitutions[{sym}]", "an instrument of the model", sym),
+                )
         notes: list[str] = []
         # Model weights for this account: substitutions move a weight, screens drop it.
         target = self.model_target.copy()
@@ -461,21 +501,30 @@ class ProblemBuilder:
         for sym in sorted(screened):
             i = index[sym]
             if target[i] > 0:
-                peers = [j for j, s in enumerate(u.symbols) if classes[j] == classes[i]
-                         and s not in screened and target[j] > 0]
+                peers = [
+                    j
+                    for j, s in enumerate(u.symbols)
+                    if classes[j] == classes[i] and s not in screened and target[j] > 0
+                ]
                 where = "its asset-class peers"
                 if not peers:
-                    peers = [j for j, s in enumerate(u.symbols)
-                             if s not in screened and target[j] > 0 and j != i]
+                    peers = [
+                        j
+                        for j, s in enumerate(u.symbols)
+                        if s not in screened and target[j] > 0 and j != i
+                    ]
                     where = "the rest of the model"
                 if peers:
                     target[peers] += target[i] * target[peers] / target[peers].sum()
                 notes.append(f"{sym} screened out; its model weight goes to {where}")
                 target[i] = 0.0
         approved = (self.base_approved | set(custom.substitutions.values())) - set(
-            custom.substitutions)
-        buy_ok = np.array([s in approved and s not in custom.never_buy and s not in screened
-                           for s in u.symbols], dtype=bool)
+            custom.substitutions
+        )
+        buy_ok = np.array(
+            [s in approved and s not in custom.never_buy and s not in screened for s in u.symbols],
+            dtype=bool,
+        )
         never_sell = np.array([s in custom.never_sell for s in u.symbols], dtype=bool)
         return _Plan(target, buy_ok, never_sell, tuple(notes))
 
@@ -496,18 +545,21 @@ class ProblemBuilder:
         lots = account.lots
         for k, lot in enumerate(lots):
             if lot.symbol not in index:
-                raise AccountDataError(f"lots[{k}].symbol", "an instrument of the model",
-                                       lot.symbol)
+                raise AccountDataError(
+                    f"lots[{k}].symbol", "an instrument of the model", lot.symbol
+                )
             if lot.quantity < 0:
                 raise AccountDataError(f"lots[{k}].quantity", "a quantity >= 0", lot.quantity)
             if lot.cost_basis < 0:
-                raise AccountDataError(f"lots[{k}].cost_basis", "a cost basis >= 0",
-                                       lot.cost_basis)
+                raise AccountDataError(f"lots[{k}].cost_basis", "a cost basis >= 0", lot.cost_basis)
             if lot.acquired > as_of:
                 raise AccountDataError(f"lots[{k}].acquired", f"a date <= {as_of}", lot.acquired)
             if lot.symbol in stale and lot.quantity > 0:
-                raise AccountDataError(f"prices[{lot.symbol}]",
-                                       "a fresh price for a held instrument", "stale or missing")
+                raise AccountDataError(
+                    f"prices[{lot.symbol}]",
+                    "a fresh price for a held instrument",
+                    "stale or missing",
+                )
         if len({lot.lot_id for lot in lots}) != len(lots):
             raise AccountDataError("lots", "unique lot ids", [lot.lot_id for lot in lots])
         if account.holdings is not None:
@@ -521,7 +573,9 @@ class ProblemBuilder:
                 if held != unit_sums.get(sym, Decimal(0)):
                     raise AccountDataError(
                         f"holdings[{sym}]",
-                        f"the sum of its lots ({unit_sums.get(sym, Decimal(0))})", held)
+                        f"the sum of its lots ({unit_sums.get(sym, Decimal(0))})",
+                        held,
+                    )
         error = self._plan(custom).error
         if error is not None:
             raise error
@@ -573,11 +627,18 @@ class ProblemBuilder:
         bad_lot |= known & self.stale[np.where(known, inst, 0)] & (qty > 0)
         flagged = np.bincount(lot_account, weights=bad_lot, minlength=count) > 0
         flagged |= (cash < 0) | (withdrawal < 0) | (min_cash < 0)
-        flagged |= np.fromiter((a.holdings is not None or p.error is not None
-                                for a, p in zip(accounts, plans, strict=True)), bool, count)
+        flagged |= np.fromiter(
+            (
+                a.holdings is not None or p.error is not None
+                for a, p in zip(accounts, plans, strict=True)
+            ),
+            bool,
+            count,
+        )
         if len(set(ids)) != total:
-            flagged |= np.fromiter((len({lot.lot_id for lot in lots}) != len(lots)
-                                    for lots in lot_lists), bool, count)
+            flagged |= np.fromiter(
+                (len({lot.lot_id for lot in lots}) != len(lots) for lots in lot_lists), bool, count
+            )
         errors: list[tuple[int, AccountDataError]] = []
         skip = np.zeros(count, dtype=bool)
         for a in np.flatnonzero(flagged):
@@ -592,15 +653,28 @@ class ProblemBuilder:
         value = cash + held_total - withdrawal
         for a in np.flatnonzero(~skip & (value <= 0)):
             total_value = float(cash[a] + held_total[a])
-            errors.append((int(a), AccountDataError(
-                "withdrawal", f"less than the account value {total_value:.2f}",
-                customs[a].withdrawal)))
+            errors.append(
+                (
+                    int(a),
+                    AccountDataError(
+                        "withdrawal",
+                        f"less than the account value {total_value:.2f}",
+                        customs[a].withdrawal,
+                    ),
+                )
+            )
             skip[a] = True
         budgets = [c.tax.short_term_gain_budget for c in customs]
         for a in np.flatnonzero(~skip):
             if budgets[a] is not None and budgets[a] < 0:
-                errors.append((int(a), AccountDataError(
-                    "tax.short_term_gain_budget", "an amount >= 0", budgets[a])))
+                errors.append(
+                    (
+                        int(a),
+                        AccountDataError(
+                            "tax.short_term_gain_budget", "an amount >= 0", budgets[a]
+                        ),
+                    )
+                )
                 skip[a] = True
         errors.sort(key=lambda e: e[0])
 
@@ -608,31 +682,44 @@ class ProblemBuilder:
         b_count = keep.size
         new_row = np.cumsum(~skip) - 1
         lot_keep = ~skip[lot_account] & (qty > 0)
-        inst, qty, basis, acquired = inst[lot_keep], qty[lot_keep], basis[lot_keep], \
-            acquired[lot_keep]
+        inst, qty, basis, acquired = (
+            inst[lot_keep],
+            qty[lot_keep],
+            basis[lot_keep],
+            acquired[lot_keep],
+        )
         lot_value, price = lot_value[lot_keep], price[lot_keep]
         lot_ids = np.array(ids, dtype=object)[lot_keep] if total else np.zeros(0, object)
         lot_refs = np.fromiter(flat, dtype=object, count=total)[lot_keep]
         lot_account = new_row[lot_account[lot_keep]]
         lot_start = np.concatenate([[0], np.cumsum(np.bincount(lot_account, minlength=b_count))])
-        value, cash, withdrawal, min_cash = value[keep], cash[keep], withdrawal[keep], \
-            min_cash[keep]
+        value, cash, withdrawal, min_cash = (
+            value[keep],
+            cash[keep],
+            withdrawal[keep],
+            min_cash[keep],
+        )
         kept_customs = [customs[a] for a in keep]
         kept_plans = [plans[a] for a in keep]
         cell = lot_account * n + inst
-        held_value = np.bincount(cell, weights=lot_value, minlength=b_count * n).reshape(
-            b_count, n)
+        held_value = np.bincount(cell, weights=lot_value, minlength=b_count * n).reshape(b_count, n)
         holding = held_value / value[:, None]
         plan_ids: dict[int, int] = {}
-        plan_of = np.fromiter((plan_ids.setdefault(id(p), len(plan_ids)) for p in kept_plans),
-                              np.int64, b_count)
+        plan_of = np.fromiter(
+            (plan_ids.setdefault(id(p), len(plan_ids)) for p in kept_plans), np.int64, b_count
+        )
         unique_plans = list({id(p): p for p in kept_plans}.values())
-        target = np.stack([p.target for p in unique_plans])[plan_of] if b_count else \
-            np.zeros((0, n))
-        buy_ok = np.stack([p.buy_ok for p in unique_plans])[plan_of] if b_count else \
-            np.zeros((0, n), bool)
-        never_sell_mat = np.stack([p.never_sell for p in unique_plans]) if b_count else \
-            np.zeros((0, n), bool)
+        target = (
+            np.stack([p.target for p in unique_plans])[plan_of] if b_count else np.zeros((0, n))
+        )
+        buy_ok = (
+            np.stack([p.buy_ok for p in unique_plans])[plan_of]
+            if b_count
+            else np.zeros((0, n), bool)
+        )
+        never_sell_mat = (
+            np.stack([p.never_sell for p in unique_plans]) if b_count else np.zeros((0, n), bool)
+        )
 
         # Wash sales, household-wide, and this account's own recent purchases.
         n_groups = len(self.group_names)
@@ -652,22 +739,24 @@ class ProblemBuilder:
                 if self.stale[i]:
                     notes[a].append(f"{sym} not bought: its price is stale")
                 else:
-                    notes[a].append(f"{sym} not bought: wash sale (a household loss sale of its "
-                                    f"group within {WASH_SALE_DAYS} days)")
+                    notes[a].append(
+                        f"{sym} not bought: wash sale (a household loss sale of its "
+                        f"group within {WASH_SALE_DAYS} days)"
+                    )
 
         # Lots: what may be sold and at what tax.
         taxes = [c.tax for c in kept_customs]
         st_rate = np.fromiter((t.short_term_rate for t in taxes), float, b_count)
         lt_rate = np.fromiter((t.long_term_rate for t in taxes), float, b_count)
         threshold = np.fromiter((t.loss_harvest_threshold for t in taxes), float, b_count)
-        defer = np.fromiter((self._defer_cutoff(t.defer_short_term_days) for t in taxes),
-                            np.int64, b_count)
+        defer = np.fromiter(
+            (self._defer_cutoff(t.defer_short_term_days) for t in taxes), np.int64, b_count
+        )
         gain = 1.0 - basis / price
         short = acquired > self.long_cutoff
         rate = np.where(short, st_rate[lot_account], lt_rate[lot_account])
         sellable = lot_value / value[lot_account]
-        never_sell = never_sell_mat[plan_of[lot_account], inst] if inst.size else \
-            np.zeros(0, bool)
+        never_sell = never_sell_mat[plan_of[lot_account], inst] if inst.size else np.zeros(0, bool)
         deferred = short & (gain > 0) & (acquired <= defer[lot_account])
         lot_group = self.group_of[inst]
         wash_locked = (gain < 0) & no_loss[lot_account, lot_group]
@@ -688,9 +777,14 @@ class ProblemBuilder:
         sellable = np.where(loss & group_buyable[lot_account, lot_group], 0.0, sellable)
         cash_w = cash / value
         cls_now = holding @ u.class_matrix.T
-        st_budget = np.fromiter(
-            (_INF if b is None else float(b) for b in (budgets[a] for a in keep)), float,
-            b_count) / value
+        st_budget = (
+            np.fromiter(
+                (_INF if b is None else float(b) for b in (budgets[a] for a in keep)),
+                float,
+                b_count,
+            )
+            / value
+        )
         batch = ProblemBatch(
             account_ids=[accounts[a].account_id for a in keep],
             value=value,
@@ -734,8 +828,11 @@ class ProblemBuilder:
         restrictions make unreachable today is met as far as allowed (and noted)."""
         u, n = self.u, self.u.n
         b_count = len(batch)
-        sold = np.bincount(batch.lot_account * n + batch.lot_instrument,
-                           weights=batch.lot_weight, minlength=b_count * n).reshape(b_count, n)
+        sold = np.bincount(
+            batch.lot_account * n + batch.lot_instrument,
+            weights=batch.lot_weight,
+            minlength=b_count * n,
+        ).reshape(b_count, n)
         batch.sell_max = np.minimum(sold, batch.sell_cap)
         batch.sell_min = np.minimum(batch.over_max, batch.sell_max)
         stays = batch.over_max > batch.sell_max + 1e-15
@@ -752,15 +849,22 @@ class ProblemBuilder:
 
     def _limit_notes(self, stays, over_hi, under_lo) -> list[str]:
         u = self.u
-        notes = [f"{u.symbols[i]} stays above the {self.max_w:.0%} position limit: restrictions "
-                 "or capacity allow selling only part of it" for i in np.flatnonzero(stays)]
+        notes = [
+            f"{u.symbols[i]} stays above the {self.max_w:.0%} position limit: restrictions "
+            "or capacity allow selling only part of it"
+            for i in np.flatnonzero(stays)
+        ]
         for k, cls in enumerate(u.asset_classes):
             if over_hi[k]:
-                notes.append(f"{cls} stays above its {u.class_hi[k]:.0%} limit: restrictions "
-                             "allow selling only part of it")
+                notes.append(
+                    f"{cls} stays above its {u.class_hi[k]:.0%} limit: restrictions "
+                    "allow selling only part of it"
+                )
             if under_lo[k]:
-                notes.append(f"{cls} stays below its {u.class_lo[k]:.0%} limit: restrictions "
-                             "allow buying only part of it")
+                notes.append(
+                    f"{cls} stays below its {u.class_lo[k]:.0%} limit: restrictions "
+                    "allow buying only part of it"
+                )
         return notes
 
     def _household_windows(self, household_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -768,8 +872,9 @@ class ProblemBuilder:
         harvest (see ``wash_windows``), as masks over ``group_names``."""
         masks = self._windows.get(household_id)
         if masks is None:
-            no_buy, no_loss = wash_windows(self.by_household.get(household_id, []),
-                                           household_id, self.as_of)
+            no_buy, no_loss = wash_windows(
+                self.by_household.get(household_id, []), household_id, self.as_of
+            )
             buy_mask = np.zeros(len(self.group_names), dtype=bool)
             loss_mask = np.zeros(len(self.group_names), dtype=bool)
             for sym in no_buy:

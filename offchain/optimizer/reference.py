@@ -82,7 +82,7 @@ def solve_exact(universe: Universe, p: AccountProblem) -> tuple[np.ndarray, np.n
     s_mat = 2.0 * universe.risk_aversion * universe.cov
     width = 2 * n + n_lots
     p_mat = np.zeros((width, width))
-    p_mat[n + n_lots:, n + n_lots:] = np.triu(s_mat)
+    p_mat[n + n_lots :, n + n_lots :] = np.triu(s_mat)
     q = np.concatenate([cost, p.lot_tax + cost[p.lot_instrument], s_mat @ (p.holding - p.model)])
     b_cols, s_cols, y_cols = slice(0, n), slice(n, n + n_lots), slice(n + n_lots, width)
     eye_n, eye_l = np.eye(n), np.eye(n_lots)
@@ -95,12 +95,16 @@ def solve_exact(universe: Universe, p: AccountProblem) -> tuple[np.ndarray, np.n
         ([(s_cols, eye_l)], p.lot_weight),
         ([(s_cols, -a_map)], -p.sell_min),
         ([(s_cols, a_map)], p.sell_max),
-        ([(b_cols, (1 + cost)[None, :]), (s_cols, -((1 - cost) @ a_map)[None, :])],
-         np.array([p.cash_budget])),
+        (
+            [(b_cols, (1 + cost)[None, :]), (s_cols, -((1 - cost) @ a_map)[None, :])],
+            np.array([p.cash_budget]),
+        ),
     ]
     if k:
-        blocks += [([(b_cols, g_rows), (s_cols, -(g_rows @ a_map))], p.class_hi),
-                   ([(b_cols, -g_rows), (s_cols, g_rows @ a_map)], -p.class_lo)]
+        blocks += [
+            ([(b_cols, g_rows), (s_cols, -(g_rows @ a_map))], p.class_hi),
+            ([(b_cols, -g_rows), (s_cols, g_rows @ a_map)], -p.class_lo),
+        ]
     if np.isfinite(p.st_budget) and n_lots:
         blocks.append(([(s_cols, p.lot_st_gain[None, :])], np.array([p.st_budget])))
     b_vec = np.concatenate([rhs for _, rhs in blocks])
@@ -108,18 +112,19 @@ def solve_exact(universe: Universe, p: AccountProblem) -> tuple[np.ndarray, np.n
     row = 0
     for parts, rhs in blocks:
         for cols, values in parts:
-            a_mat[row:row + rhs.size, cols] = values
+            a_mat[row : row + rhs.size, cols] = values
         row += rhs.size
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-12
     cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(b_vec.size - n)]
-    solution = clarabel.DefaultSolver(sparse.csc_matrix(p_mat), q, sparse.csc_matrix(a_mat),
-                                      b_vec, cones, settings).solve()
+    solution = clarabel.DefaultSolver(
+        sparse.csc_matrix(p_mat), q, sparse.csc_matrix(a_mat), b_vec, cones, settings
+    ).solve()
     if str(solution.status) not in ("Solved", "AlmostSolved"):
         raise ReferenceFailed(f"account {p.account_id}: {solution.status}")
     x = np.asarray(solution.x)
-    return np.clip(x[:n], 0.0, p.buy_max), np.clip(x[n:n + n_lots], 0.0, p.lot_weight)
+    return np.clip(x[:n], 0.0, p.buy_max), np.clip(x[n : n + n_lots], 0.0, p.lot_weight)
 
 
 EQUAL_TOL = 1e-9  # objectives within this (fraction of account value) count as equal

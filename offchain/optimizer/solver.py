@@ -64,8 +64,11 @@ class _Batch:
         n = universe.n
         self.n = n
         b_count = len(problems)
-        self.mu = np.zeros(b_count) if mu0 is None else np.where(
-            np.isfinite(problems.st_budget) & np.isfinite(mu0), mu0, 0.0)
+        self.mu = (
+            np.zeros(b_count)
+            if mu0 is None
+            else np.where(np.isfinite(problems.st_budget) & np.isfinite(mu0), mu0, 0.0)
+        )
         cell = problems.lot_account * n + problems.lot_instrument
         counts = np.bincount(cell, minlength=b_count * n)
         n_slots = max(1, int(counts.max(initial=0)))
@@ -113,8 +116,18 @@ class _Batch:
         return {
             name: getattr(self, name) if every else getattr(self, name)[rows]
             for name in (
-                "lot_w", "lot_c", "lot_st", "d0", "buy_max", "sell_min", "sell_max",
-                "cash_budget", "class_lo", "class_hi", "st_budget", "mu",
+                "lot_w",
+                "lot_c",
+                "lot_st",
+                "d0",
+                "buy_max",
+                "sell_min",
+                "sell_max",
+                "cash_budget",
+                "class_lo",
+                "class_hi",
+                "st_budget",
+                "mu",
             )
         }
 
@@ -184,8 +197,9 @@ class BatchSolver:
             steps = min(self.polish_every, self.max_iter - it)
             # ADMM only guesses the statuses the polish certifies in float64: float32 halves
             # its memory traffic.
-            v_a, w_a, yg_a, z_a, yc_a = (arr[active].astype(np.float32)
-                                         for arr in (v, w, yg, z, yc))
+            v_a, w_a, yg_a, z_a, yc_a = (
+                arr[active].astype(np.float32) for arr in (v, w, yg, z, yc)
+            )
             mu = data["mu"]
             consts = self._admm_prepare(data, mu)
             for step in range(steps):
@@ -217,8 +231,9 @@ class BatchSolver:
                 lots = slice(int(problems.lot_start[a]), int(problems.lot_start[a + 1]))
                 buys[a], sells[lots] = exact
                 solved[a] = True
-        net = buys - np.bincount(problems.lot_account * n + problems.lot_instrument,
-                                 weights=sells, minlength=b_count * n).reshape(b_count, n)
+        net = buys - np.bincount(
+            problems.lot_account * n + problems.lot_instrument, weights=sells, minlength=b_count * n
+        ).reshape(b_count, n)
         return BatchSolution(buys, sells, net, mu_out, solved, done), stats
 
     def _fallback(self, p: AccountProblem) -> tuple[np.ndarray, np.ndarray] | None:
@@ -283,9 +298,11 @@ class BatchSolver:
         r = c["st_rows"]
         if r.size == 0:
             return mu
-        y = w[r, self.n:]
-        st = (np.minimum(np.maximum(y[:, :, None] - c["edges"][r], 0.0), c["lot_w"][r])
-              * c["lot_st"][r]).sum(axis=(1, 2))
+        y = w[r, self.n :]
+        st = (
+            np.minimum(np.maximum(y[:, :, None] - c["edges"][r], 0.0), c["lot_w"][r])
+            * c["lot_st"][r]
+        ).sum(axis=(1, 2))
         mu = mu.copy()
         mu[r] = np.maximum(0.0, mu[r] + self.rho * (st - c["st_budget"][r]))
         return mu
@@ -309,10 +326,15 @@ class BatchSolver:
         knots = _clip(raw, xlo[:, :, None], xhi[:, :, None])
         n_slots = d["lot_w"].shape[2]
         slope = np.concatenate(
-            [-d["lot_c"][:, :, ::-1], np.broadcast_to(t[None, :, None], (bsz, n, 1))], 2)
+            [-d["lot_c"][:, :, ::-1], np.broadcast_to(t[None, :, None], (bsz, n, 1))], 2
+        )
         cash = np.concatenate(
-            [np.broadcast_to((1 - t)[None, :, None], (bsz, n, n_slots)),
-             np.broadcast_to((1 + t)[None, :, None], (bsz, n, 1))], 2)
+            [
+                np.broadcast_to((1 - t)[None, :, None], (bsz, n, n_slots)),
+                np.broadcast_to((1 + t)[None, :, None], (bsz, n, 1)),
+            ],
+            2,
+        )
         st = np.concatenate([-d["lot_st"][:, :, ::-1], np.zeros((bsz, n, 1))], 2)
         return raw, knots, slope, cash, st
 
@@ -341,7 +363,8 @@ class BatchSolver:
         n_rows = 2 + 2 * k
         raw, knots, slope, cash_c, st_c = self._pieces(d)
         inside = (x_guess[:, :, None] > knots[:, :, :-1] + _KINK_TOL) & (
-            x_guess[:, :, None] < knots[:, :, 1:] - _KINK_TOL)
+            x_guess[:, :, None] < knots[:, :, 1:] - _KINK_TOL
+        )
         free = inside.any(axis=2)
         interval = np.argmax(inside, axis=2)
         kink_pos = np.abs(x_guess[:, :, None] - knots).argmin(axis=2)
@@ -350,8 +373,9 @@ class BatchSolver:
         zero = _clip(0.0, raw[:, :, :-1], raw[:, :, 1:])
         at_zero = np.einsum("bnj,bnj->b", zero, cash_c), np.einsum("bnj,bnj->b", zero, st_c)
         cash_v, st_v = self._row_values(raw, cash_c, st_c, x0, at_zero)
-        rhs_row = np.hstack([d["cash_budget"][:, None], d["st_budget"][:, None],
-                             d["class_hi"], -d["class_lo"]])
+        rhs_row = np.hstack(
+            [d["cash_budget"][:, None], d["st_budget"][:, None], d["class_hi"], -d["class_lo"]]
+        )
         gx = x0 @ g_mat.T
         row_now = np.hstack([cash_v[:, None], st_v[:, None], gx, -gx])
         act = (row_now > rhs_row - 1e-6) & np.isfinite(rhs_row)
@@ -382,8 +406,8 @@ class BatchSolver:
             coef[:, 0] = c_j
             coef[:, 1] = e_j
             if k:
-                coef[:, 2:2 + k] = g_mat[None]
-                coef[:, 2 + k:] = -g_mat[None]
+                coef[:, 2 : 2 + k] = g_mat[None]
+                coef[:, 2 + k :] = -g_mat[None]
             x_fix = np.where(fr, lo_j, fv)
             at_zero_r = at_zero[0][r], at_zero[1][r]
             cash0, st0 = self._row_values(rw, cc, sc, x_fix, at_zero_r)
@@ -408,7 +432,7 @@ class BatchSolver:
             comb = sl + lam[:, 0, None, None] * cc + lam[:, 1, None, None] * sc
             grad = (x + d["d0"][r]) @ self.q_mat
             if k:
-                grad = grad + (lam[:, 2:2 + k] - lam[:, 2 + k:]) @ g_mat
+                grad = grad + (lam[:, 2 : 2 + k] - lam[:, 2 + k :]) @ g_mat
             comb_j = np.take_along_axis(comb, j3, 2)[:, :, 0]
             station_bad = fr & (np.abs(grad + comb_j) > _DUAL_TOL)
             pos = (kn[:, :, 1:] - kn[:, :, :-1]) > 0
@@ -427,8 +451,11 @@ class BatchSolver:
                 key = np.where(d["lot_w"][rs] > 0, key, np.nan)
                 diffs = np.nan_to_num(np.diff(key, axis=2), nan=0.0)
                 order_bad[st_rows] = (diffs < -1e-12).any(axis=(1, 2))
-            fail = (below | above | want_left | want_right | station_bad).any(axis=1) | (
-                viol_row | slack_bad | neg_lam).any(axis=1) | ~np.isfinite(x).all(axis=1)
+            fail = (
+                (below | above | want_left | want_right | station_bad).any(axis=1)
+                | (viol_row | slack_bad | neg_lam).any(axis=1)
+                | ~np.isfinite(x).all(axis=1)
+            )
             fail |= order_bad
             good = r[~fail]
             ok[good] = True
@@ -470,8 +497,11 @@ class BatchSolver:
         lower = 0
         buckets = (*_FREE_BUCKETS, n) if m >= 64 else (n,)  # few accounts: one system
         for upper in buckets:
-            rows = np.flatnonzero((n_free > lower) & (n_free <= upper)) if lower else \
-                np.flatnonzero(n_free <= upper)
+            rows = (
+                np.flatnonzero((n_free > lower) & (n_free <= upper))
+                if lower
+                else np.flatnonzero(n_free <= upper)
+            )
             lower = upper
             if rows.size == 0:
                 continue
@@ -487,15 +517,16 @@ class BatchSolver:
             widx = np.arange(width)
             kkt[:, widx, widx] = np.where(valid, diag_q[perm], 1.0)
             ac_b = ac[rows]
-            rows_on = np.take_along_axis(coef_free[rows] * ac_b[:, :, None], perm[:, None, :],
-                                        axis=2) * valid[:, None, :]
+            rows_on = (
+                np.take_along_axis(coef_free[rows] * ac_b[:, :, None], perm[:, None, :], axis=2)
+                * valid[:, None, :]
+            )
             kkt[:, :width, width:] = np.swapaxes(rows_on, 1, 2)
             kkt[:, width:, :width] = rows_on
             ridx = width + np.arange(n_rows)
             kkt[:, ridx, ridx] = np.where(ac_b, -1e-14, 1.0)
             rhs = np.empty((rows.size, size))
-            rhs[:, :width] = np.where(valid, np.take_along_axis(rhs_free[rows], perm, axis=1),
-                                      0.0)
+            rhs[:, :width] = np.where(valid, np.take_along_axis(rhs_free[rows], perm, axis=1), 0.0)
             rhs[:, width:] = rhs_rows[rows]
             with np.errstate(all="ignore"):
                 try:
@@ -503,8 +534,12 @@ class BatchSolver:
                 except np.linalg.LinAlgError:
                     sol = np.stack([_safe_solve(kkt[i], rhs[i]) for i in range(rows.size)])
             x_b = x[rows]
-            np.put_along_axis(x_b, perm, np.where(valid, sol[:, :width],
-                                                  np.take_along_axis(x_b, perm, axis=1)), axis=1)
+            np.put_along_axis(
+                x_b,
+                perm,
+                np.where(valid, sol[:, :width], np.take_along_axis(x_b, perm, axis=1)),
+                axis=1,
+            )
             x[rows] = x_b
             lam[rows] = np.where(ac_b, sol[:, width:], 0.0)
         return x, lam

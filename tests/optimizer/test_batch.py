@@ -54,8 +54,15 @@ def _same_problem(a, b) -> None:
 def _proposal_key(p):
     """What an account is told: every field but the floats, which must agree to 1e-12."""
     data = p.model_dump()
-    floats = {k: data.pop(k) for k in ("tracking_error_before", "tracking_error_after",
-                                       "objective_no_trade", "objective")}
+    floats = {
+        k: data.pop(k)
+        for k in (
+            "tracking_error_before",
+            "tracking_error_after",
+            "objective_no_trade",
+            "objective",
+        )
+    }
     return data, floats
 
 
@@ -82,21 +89,48 @@ def test_batch_rows_are_the_single_account_problems(book):
 
 
 def test_bad_accounts_in_a_batch_get_the_single_account_error(model, market):
-    good = make_account({"USA": [("400", "90", 800)], "BND": [("250", "100", 800)]},
-                        account_id="good-1")
+    good = make_account(
+        {"USA": [("400", "90", 800)], "BND": [("250", "100", 800)]}, account_id="good-1"
+    )
     bad = [
         make_account({"XYZ": [("1", "1", 10)]}, account_id="unknown"),
         make_account({"USA": [("-1", "1", 10)]}, account_id="negative"),
         make_account({"USA": [("1", "-1", 10)]}, account_id="basis"),
         make_account({"USA": [("1", "1", -3)]}, account_id="future"),
-        Account(account_id="dup-lots", household_id="h", lots=(
-            TaxLot(lot_id="L", symbol="USA", quantity=Decimal(1), cost_basis=Decimal(1),
-                   acquired=AS_OF),
-            TaxLot(lot_id="L", symbol="BND", quantity=Decimal(1), cost_basis=Decimal(1),
-                   acquired=AS_OF))),
-        Account(account_id="mismatch", household_id="h", holdings={"USA": Decimal(3)},
-                lots=(TaxLot(lot_id="M", symbol="USA", quantity=Decimal(2),
-                             cost_basis=Decimal(1), acquired=AS_OF),)),
+        Account(
+            account_id="dup-lots",
+            household_id="h",
+            lots=(
+                TaxLot(
+                    lot_id="L",
+                    symbol="USA",
+                    quantity=Decimal(1),
+                    cost_basis=Decimal(1),
+                    acquired=AS_OF,
+                ),
+                TaxLot(
+                    lot_id="L",
+                    symbol="BND",
+                    quantity=Decimal(1),
+                    cost_basis=Decimal(1),
+                    acquired=AS_OF,
+                ),
+            ),
+        ),
+        Account(
+            account_id="mismatch",
+            household_id="h",
+            holdings={"USA": Decimal(3)},
+            lots=(
+                TaxLot(
+                    lot_id="M",
+                    symbol="USA",
+                    quantity=Decimal(2),
+                    cost_basis=Decimal(1),
+                    acquired=AS_OF,
+                ),
+            ),
+        ),
         make_account({"USA": [("10", "100", 400)]}, cash="0", account_id="too-much"),
         make_account({"USA": [("10", "100", 400)]}, account_id="budget"),
         make_account({"USA": [("10", "100", 400)]}, account_id="subst"),
@@ -111,28 +145,40 @@ def test_bad_accounts_in_a_batch_get_the_single_account_error(model, market):
     universe = build_universe(model, market)
     builder = ProblemBuilder(universe, model, market, [], AS_OF)
     batch, errors = builder.build_batch(
-        accounts, [menus.get(a.account_id, Customizations()) for a in accounts])
+        accounts, [menus.get(a.account_id, Customizations()) for a in accounts]
+    )
     assert batch.account_ids == ["good-1", "good-2"]
     assert [k for k, _ in errors] == list(range(1, len(bad) + 1))
     for k, exc in errors:
         account = accounts[k]
         with pytest.raises(type(exc)) as alone:
             ProblemBuilder(universe, model, market, [], AS_OF).build(
-                account, menus.get(account.account_id, Customizations()))
+                account, menus.get(account.account_id, Customizations())
+            )
         assert (alone.value.field, str(alone.value)) == (exc.field, str(exc))
     fields = {accounts[k].account_id: exc.field for k, exc in errors}
-    assert fields == {"unknown": "lots[0].symbol", "negative": "lots[0].quantity",
-                      "basis": "lots[0].cost_basis", "future": "lots[0].acquired",
-                      "dup-lots": "lots", "mismatch": "holdings[USA]", "too-much": "withdrawal",
-                      "budget": "tax.short_term_gain_budget", "subst": "substitutions[NOPE]",
-                      "cash": "cash"}
+    assert fields == {
+        "unknown": "lots[0].symbol",
+        "negative": "lots[0].quantity",
+        "basis": "lots[0].cost_basis",
+        "future": "lots[0].acquired",
+        "dup-lots": "lots",
+        "mismatch": "holdings[USA]",
+        "too-much": "withdrawal",
+        "budget": "tax.short_term_gain_budget",
+        "subst": "substitutions[NOPE]",
+        "cash": "cash",
+    }
 
 
 def test_a_batch_proposes_what_each_account_gets_alone(book):
     model, market, accounts, customs, trades = book
     together = run_engine(model, accounts[:30], market, customs, trades).result
-    alone = [p for a in accounts[:30]
-             for p in run_engine(model, [a], market, customs, trades).result.proposals]
+    alone = [
+        p
+        for a in accounts[:30]
+        for p in run_engine(model, [a], market, customs, trades).result.proposals
+    ]
     assert len(together.proposals) >= 28
     _assert_same_proposals(together.proposals, alone)
 
@@ -151,8 +197,10 @@ def test_chunks_and_worker_processes_change_nothing(book, monkeypatch):
     _assert_same_proposals(whole.proposals, forked.proposals)
     assert whole.errors == chunked.errors == forked.errors
     assert [(e.account_id, e.field) for e in whole.errors][:3] == [
-        ("bad", "lots[0].symbol"), (accounts[0].account_id, "account_id"),
-        ("bad", "account_id")]
+        ("bad", "lots[0].symbol"),
+        (accounts[0].account_id, "account_id"),
+        ("bad", "account_id"),
+    ]
 
 
 def test_duplicate_account_ids_are_reported_in_input_order(model, market):
@@ -160,7 +208,9 @@ def test_duplicate_account_ids_are_reported_in_input_order(model, market):
     b = make_account({"XYZ": [("1", "1", 1)]}, account_id="b")
     result = engine.optimize_accounts(model, [a, b, a], market)
     assert [(e.account_id, e.field) for e in result.errors] == [
-        ("b", "lots[0].symbol"), ("a", "account_id")]
+        ("b", "lots[0].symbol"),
+        ("a", "account_id"),
+    ]
     assert [p.account_id for p in result.proposals] == ["a"]
 
 
@@ -173,8 +223,9 @@ def test_the_exact_fallback_alone_solves_every_account(book):
     for solved in run.solved.values():
         p = solved.problem
         assert not solved.certified
-        assert max(violations(run.universe, p, solved.buys, solved.sells).values()) \
-            <= FEASIBILITY_TOL
+        assert (
+            max(violations(run.universe, p, solved.buys, solved.sells).values()) <= FEASIBILITY_TOL
+        )
         buys, sells, _ = solve_reference(run.universe, p)
         f_star = objective(run.universe, p, buys, sells)
         f = objective(run.universe, p, solved.buys, solved.sells)
@@ -191,7 +242,8 @@ def test_solve_exact_agrees_with_the_cvxpy_reference(book):
         ref_buys, ref_sells, _ = solve_reference(u, p)
         assert max(violations(u, p, buys, sells).values()) <= FEASIBILITY_TOL
         assert objective(u, p, buys, sells) == pytest.approx(
-            objective(u, p, ref_buys, ref_sells), abs=1e-10)
+            objective(u, p, ref_buys, ref_sells), abs=1e-10
+        )
 
 
 @settings(max_examples=200, deadline=None)
@@ -207,30 +259,39 @@ def test_units_are_rounded_down_exactly(weight, value, price, exact_steps):
         weight = float(units * price / Decimal(repr(value)))
     if weight <= 0:
         return
-    steps = units_down(np.array([weight]), np.array([value]), np.array([0]),
-                       np.array([float(price)]), [price])
+    steps = units_down(
+        np.array([weight]), np.array([value]), np.array([0]), np.array([float(price)]), [price]
+    )
     expected = (Decimal(repr(weight)) * Decimal(repr(value)) / price).quantize(
-        QUANTITY_STEP, rounding=ROUND_DOWN)
+        QUANTITY_STEP, rounding=ROUND_DOWN
+    )
     assert Decimal(int(steps[0])).scaleb(-8) == expected
 
 
 def test_harvest_pass_is_warm_started_and_still_exact():
     """A loss lot whose group the first pass does not buy is harvested in the second pass."""
     model, market = make_model(), make_market()
-    account = make_account({"USA": [("300", "130", 400), ("200", "90", 900)],
-                            "INTL": [("250", "100", 800)], "BND": [("250", "100", 800)],
-                            "ALT1": [("80", "100", 800)]}, cash="12000")
+    account = make_account(
+        {
+            "USA": [("300", "130", 400), ("200", "90", 900)],
+            "INTL": [("250", "100", 800)],
+            "BND": [("250", "100", 800)],
+            "ALT1": [("80", "100", 800)],
+        },
+        cash="12000",
+    )
     run = run_engine(model, [account], market)
     solved = run.solved["acct-1"]
     assert solved.certified
     assert any(note.startswith("wash sales: not buying SP500") for note in solved.problem.notes)
-    sold_loss = [t for t in run.result.proposals[0].trades
-                 if t.side == "sell" and t.realized_gain < 0]
+    sold_loss = [
+        t for t in run.result.proposals[0].trades if t.side == "sell" and t.realized_gain < 0
+    ]
     assert sold_loss and all(t.symbol == "USA" for t in sold_loss)
-    assert not any(t.side == "buy" and t.symbol in ("USA", "USB")
-                   for t in run.result.proposals[0].trades)
+    assert not any(
+        t.side == "buy" and t.symbol in ("USA", "USB") for t in run.result.proposals[0].trades
+    )
     p = solved.problem
     buys, sells, _ = solve_reference(run.universe, p)
     f_star = objective(run.universe, p, buys, sells)
-    assert objective(run.universe, p, solved.buys, solved.sells) == pytest.approx(
-        f_star, abs=1e-10)
+    assert objective(run.universe, p, solved.buys, solved.sells) == pytest.approx(f_star, abs=1e-10)
