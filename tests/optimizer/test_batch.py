@@ -13,9 +13,11 @@ from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optimizer_helpers import AS_OF, make_account, make_market, make_model
+from test_exact import PRICES, account_gap
+from test_exact import accounts as random_account
 
 from offchain.optimizer import engine
 from offchain.optimizer.engine import FEASIBILITY_TOL, QUANTITY_STEP, run_engine, units_down
@@ -201,6 +203,42 @@ def test_chunks_and_worker_processes_change_nothing(book, monkeypatch):
         (accounts[0].account_id, "account_id"),
         ("bad", "account_id"),
     ]
+
+
+@st.composite
+def random_batch(draw):
+    """2 to 6 random accounts (``test_exact``'s strategy) in 1 to 3 households."""
+    size = draw(st.integers(2, 6))
+    cases = [
+        draw(random_account(account_id=f"h{k}", household_id=f"hh{k % 3}")) for k in range(size)
+    ]
+    return (
+        [c[0] for c in cases],
+        {c[0].account_id: c[1] for c in cases},
+        [t for c in cases for t in c[2]],
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=random_batch())
+def test_random_batches_are_exact_and_as_good_as_each_account_alone(batch):
+    """Random accounts may have many optimal trade lists (zero tax rates, lots alike), so a
+    batch need not pick the same one as the account alone: it must be as good."""
+    accounts, customs, trades = batch
+    model, market = make_model(), make_market(PRICES)
+    run = run_engine(model, accounts, market, customs, trades)
+    assert len(run.solved) + len(run.result.errors) == len(accounts)
+    for account_id, solved in run.solved.items():
+        p = solved.problem
+        worst = max(violations(run.universe, p, solved.buys, solved.sells).values())
+        assert worst <= FEASIBILITY_TOL, account_id
+        assert account_gap(run.universe, solved) <= 1e-4, account_id
+        alone = run_engine(
+            model, [a for a in accounts if a.account_id == account_id][0:1], market, customs, trades
+        ).solved[account_id]
+        f = objective(run.universe, p, solved.buys, solved.sells)
+        f_alone = objective(run.universe, alone.problem, alone.buys, alone.sells)
+        assert f == pytest.approx(f_alone, abs=1e-9), account_id
 
 
 def test_duplicate_account_ids_are_reported_in_input_order(model, market):

@@ -87,15 +87,15 @@ lot_strategy = st.tuples(
 
 
 @st.composite
-def accounts(draw):
+def accounts(draw, account_id: str = "h", household_id: str = "hh"):
     lots = draw(st.lists(lot_strategy, min_size=0, max_size=14))
     cash = draw(st.decimals(min_value=Decimal(0), max_value=Decimal(60_000), places=2))
     if not lots and cash < 1000:
         cash = Decimal(1000)
     account = Account(
-        account_id="h", household_id="hh",
+        account_id=account_id, household_id=household_id,
         cash=cash,
-        lots=tuple(TaxLot(lot_id=f"L{k}", symbol=s, quantity=q, cost_basis=b,
+        lots=tuple(TaxLot(lot_id=f"{account_id}-L{k}", symbol=s, quantity=q, cost_basis=b,
                           acquired=AS_OF - dt.timedelta(days=d))
                    for k, (s, q, b, d) in enumerate(lots)),
     )
@@ -118,7 +118,7 @@ def accounts(draw):
         min_cash=Decimal(repr(round(draw(st.floats(0, 0.03)) * value, 2))),
     )
     trades = [
-        HouseholdTrade(household_id="hh", account_id="other", symbol=s, side=side,
+        HouseholdTrade(household_id=household_id, account_id="other", symbol=s, side=side,
                        quantity=Decimal(1), trade_date=AS_OF - dt.timedelta(days=d),
                        realized_gain=Decimal(g) if side == "sell" else None)
         for s, side, d, g in draw(st.lists(st.tuples(
