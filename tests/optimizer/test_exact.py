@@ -93,24 +93,32 @@ def accounts(draw, account_id: str = "h", household_id: str = "hh"):
     if not lots and cash < 1000:
         cash = Decimal(1000)
     account = Account(
-        account_id=account_id, household_id=household_id,
+        account_id=account_id,
+        household_id=household_id,
         cash=cash,
-        lots=tuple(TaxLot(lot_id=f"{account_id}-L{k}", symbol=s, quantity=q, cost_basis=b,
-                          acquired=AS_OF - dt.timedelta(days=d))
-                   for k, (s, q, b, d) in enumerate(lots)),
+        lots=tuple(
+            TaxLot(
+                lot_id=f"{account_id}-L{k}",
+                symbol=s,
+                quantity=q,
+                cost_basis=b,
+                acquired=AS_OF - dt.timedelta(days=d),
+            )
+            for k, (s, q, b, d) in enumerate(lots)
+        ),
     )
     value = float(cash) + sum(float(q) * float(PRICES[s]) for s, q, _, _ in lots)
     custom = Customizations(
         never_buy=frozenset(draw(st.sets(st.sampled_from(SYMBOLS), max_size=2))),
         never_sell=frozenset(draw(st.sets(st.sampled_from(SYMBOLS), max_size=1))),
-        screens=(Screen(attribute="esg_score", op=">=", value=3.0),) if draw(st.booleans())
-        else (),
+        screens=(Screen(attribute="esg_score", op=">=", value=3.0),) if draw(st.booleans()) else (),
         substitutions={"USA": "USC"} if draw(st.booleans()) else {},
         tax=TaxSettings(
             short_term_rate=draw(st.sampled_from([0.0, 0.24, 0.37])),
             long_term_rate=draw(st.sampled_from([0.0, 0.15, 0.2])),
-            short_term_gain_budget=draw(st.one_of(
-                st.none(), st.decimals(min_value=0, max_value=5000, places=2))),
+            short_term_gain_budget=draw(
+                st.one_of(st.none(), st.decimals(min_value=0, max_value=5000, places=2))
+            ),
             loss_harvest_threshold=draw(st.sampled_from([0.0, 0.05, 0.2])),
             defer_short_term_days=draw(st.sampled_from([0, 31])),
         ),
@@ -118,12 +126,26 @@ def accounts(draw, account_id: str = "h", household_id: str = "hh"):
         min_cash=Decimal(repr(round(draw(st.floats(0, 0.03)) * value, 2))),
     )
     trades = [
-        HouseholdTrade(household_id=household_id, account_id="other", symbol=s, side=side,
-                       quantity=Decimal(1), trade_date=AS_OF - dt.timedelta(days=d),
-                       realized_gain=Decimal(g) if side == "sell" else None)
-        for s, side, d, g in draw(st.lists(st.tuples(
-            st.sampled_from(SYMBOLS), st.sampled_from(["buy", "sell"]),
-            st.integers(0, 45), st.sampled_from(["-50", "50"])), max_size=3))
+        HouseholdTrade(
+            household_id=household_id,
+            account_id="other",
+            symbol=s,
+            side=side,
+            quantity=Decimal(1),
+            trade_date=AS_OF - dt.timedelta(days=d),
+            realized_gain=Decimal(g) if side == "sell" else None,
+        )
+        for s, side, d, g in draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(SYMBOLS),
+                    st.sampled_from(["buy", "sell"]),
+                    st.integers(0, 45),
+                    st.sampled_from(["-50", "50"]),
+                ),
+                max_size=3,
+            )
+        )
     ]
     return account, custom, trades
 
@@ -157,8 +179,11 @@ def test_random_accounts_are_feasible_exact_and_safe(case):
             assert trade.symbol != "USB"  # not approved
             assert trade.symbol != "USA" or "USA" not in custom.substitutions
     assert proposal.cash_after >= custom.min_cash
-    bought_groups = {"SP500" if t.symbol in ("USA", "USB") else t.symbol
-                     for t in proposal.trades if t.side == "buy"}
+    bought_groups = {
+        "SP500" if t.symbol in ("USA", "USB") else t.symbol
+        for t in proposal.trades
+        if t.side == "buy"
+    }
     for trade in proposal.trades:
         if trade.side == "sell" and trade.realized_gain < 0:
             group = "SP500" if trade.symbol in ("USA", "USB") else trade.symbol
