@@ -1093,10 +1093,10 @@ def _place(owner: address, legs: DynArray[Leg, MAX_LEGS], batch: uint256, via: u
         )
         index += 1
     free: uint256 = self.balance_of[cash][owner]
+    # The owner's cash is locked first: an issuer never advances to itself what it spends.
+    self.balance_of[cash][owner] = free - min(free, cash_needed)
     if cash_needed > free:
         self._advance(basket_id, legs, cash_needed - free)
-        cash_needed = free
-    self.balance_of[cash][owner] = free - cash_needed
     self.basket_count = basket_id + 1
     self.basket_hash[basket_id] = self._hash_basket(Basket(owner=owner, batch=batch, legs=legs))
     return basket_id
@@ -1272,8 +1272,7 @@ def _settle(basket_id: uint256, basket: Basket):
     self._check_basket(basket_id, basket)
     self.basket_hash[basket_id] = empty(bytes32)
     advance: uint256 = self.basket_advance[basket_id]
-    if advance > 0:
-        self.basket_advance[basket_id] = 0
+    self.basket_advance[basket_id] = 0
     cash_credit: uint256 = 0
     index: uint256 = 0
     for leg: Leg in basket.legs:

@@ -196,10 +196,18 @@ def test_unfunded_basket_has_no_advance(pool, cash, fund, other, world, issuer, 
 
 
 @pytest.mark.parametrize("case", ["limit above redemption", "alternative", "no redemption",
-                                  "reserve short", "sells too small", "ineligible first"])
+                                  "reserve short", "sells too small", "ineligible first",
+                                  "issuer funds itself"])
 def test_funding_refusals(pool, cash, fund, other, alt, world, issuer, investor, case):
     set_reserve(pool, cash, issuer, 500 if case == "reserve short" else 10_000 * WAD)
-    buy = leg(other, True, 9 * WAD, P)
+    if case == "issuer funds itself":
+        # The issuer sells its own fund to buy `other` beyond its free cash: its cash is
+        # locked for the buy first, so nothing is left to advance to itself.
+        fund.mint(issuer, 10 * WAD, sender=issuer)
+        fund.approve(pool, 2**256 - 1, sender=issuer)
+        pool.deposit(fund, 10 * WAD, sender=issuer)
+        investor = issuer
+    buy = leg(other, True, 9 * WAD if case != "issuer funds itself" else 109 * WAD, P)
     sells, message = {
         "limit above redemption": ([leg(fund, False, 10 * WAD, REDEEM + TICK)],
                                    "lightpool: sell cannot fund buys"),
@@ -212,6 +220,8 @@ def test_funding_refusals(pool, cash, fund, other, alt, world, issuer, investor,
         # Sells fund in leg order: an ineligible one first refuses even if a later one could.
         "ineligible first": ([leg(other, False, WAD, 90 * WAD), leg(fund, False, 10 * WAD, REDEEM)],
                              "lightpool: sell cannot fund buys"),
+        "issuer funds itself": ([leg(fund, False, 10 * WAD, REDEEM)],
+                                "lightpool: issuer reserve short"),
     }[case]
     before = (pool.balance_of(cash, issuer), pool.balance_of(fund, investor), pool.basket_count())
     with ape.reverts(message):
