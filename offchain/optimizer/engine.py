@@ -662,6 +662,23 @@ class _TradeWriter:
                 else:
                     buy_vc[i] = value_cost(i, buy_units[i])
                     cash_after -= sum(buy_vc[i])
+        # No buy left to trim (a cash need met by sales alone): sell a little more of the
+        # largest sales, within their lots.
+        if cash_after < custom.min_cash:
+            refs = batch.lot_refs
+            for k in sorted(sell_units, key=lambda k: -sell_vc[k][0]):
+                short = custom.min_cash - cash_after
+                if short <= 0:
+                    break
+                i = info[k][0]
+                more = (short * 2 / prices[i]).quantize(
+                    QUANTITY_STEP, rounding=ROUND_UP
+                ) + QUANTITY_STEP
+                qty = min(refs[k].quantity, sell_units[k] + more)
+                if qty > sell_units[k]:
+                    v, c = sell_vc[k]
+                    sell_units[k], sell_vc[k] = qty, value_cost(i, qty)
+                    cash_after += sell_vc[k][0] - sell_vc[k][1] - (v - c)
         value = float(batch.value[a])
         b_row = self.b_final[a]
         for i, qty in buy_units.items():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
-from optimizer_helpers import at_model, make_account, make_market
+from optimizer_helpers import AS_OF, at_model, make_account, make_market, make_model
 
 from offchain.errors import InvalidInput
 from offchain.optimizer import optimize_accounts
@@ -187,3 +188,50 @@ def test_lot_quantity_must_be_a_number(model):
     with pytest.raises(ValueError):
         TaxLot(lot_id="x", symbol="USA", quantity="many", cost_basis=Decimal(1),
                acquired="2020-01-01")
+
+
+def test_min_cash_holds_when_sales_alone_meet_a_withdrawal():
+    """Found by Hypothesis: the optimum sits on the cash row and only sales raise the cash, so
+    rounding each sale's value and cost to the cent left cash a cent under the minimum; the
+    largest sales are topped up instead (there is no buy to trim)."""
+    prices = {"USA": "100", "USB": "100", "USC": "80", "INTL": "55", "BND": "101", "ALT1": "250"}
+    lots = [
+        ("USA", "0.500", "20.00", 0),
+        ("USA", "0.533", "40.06", 1990),
+        ("USA", "0.500", "20.10", 1999),
+        ("USA", "0.502", "39.98", 2),
+        ("ALT1", "96.388", "20.00", 1),
+        ("ALT1", "108.265", "20.00", 1),
+        ("BND", "131.814", "20.00", 1),
+        ("USB", "0.501", "20.04", 1),
+        ("USA", "0.946", "20.01", 2),
+        ("USA", "0.502", "20.09", 0),
+        ("USA", "112.037", "20.01", 0),
+        ("ALT1", "54.334", "20.00", 9),
+    ]
+    account = Account(
+        account_id="h",
+        household_id="hh",
+        cash=Decimal("0.02"),
+        lots=tuple(
+            TaxLot(
+                lot_id=f"h-L{k}",
+                symbol=sym,
+                quantity=Decimal(qty),
+                cost_basis=Decimal(basis),
+                acquired=AS_OF - dt.timedelta(days=days),
+            )
+            for k, (sym, qty, basis, days) in enumerate(lots)
+        ),
+    )
+    custom = Customizations(
+        never_buy=frozenset({"USC", "INTL"}),
+        substitutions={"USA": "USC"},
+        tax=TaxSettings(short_term_rate=0.0, long_term_rate=0.0, defer_short_term_days=0),
+        withdrawal=Decimal("4553.15"),
+        min_cash=Decimal("700.49"),
+    )
+    proposal = optimize_accounts(make_model(), [account], make_market(prices), {"h": custom})
+    assert proposal.proposals[0].cash_after >= custom.min_cash
+    held = {lot.lot_id: lot.quantity for lot in account.lots}
+    assert all(t.quantity <= held[t.lot_id] for t in proposal.proposals[0].trades if t.lot_id)
