@@ -168,24 +168,8 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
     import multiprocessing
 
     global _SHARED
-    first: dict[str, int] = {}
-    unique: list[Account] = []
-    dup_errors: list[tuple[int, AccountError]] = []
-    for k, account in enumerate(accounts):
-        if account.account_id in first:
-            dup_errors.append(
-                (
-                    k,
-                    AccountError(
-                        account_id=account.account_id,
-                        field="account_id",
-                        reason="duplicate account id",
-                    ),
-                )
-            )
-        else:
-            first[account.account_id] = k
-            unique.append(account)
+    unique, positions, dup_errors = _unique_accounts(accounts)
+    first = {account.account_id: k for account, k in zip(unique, positions, strict=True)}
     _SHARED = (model, unique, market, customs, trades, as_of)
     _preload_exact_solver()
     try:
@@ -205,6 +189,27 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
         proposals=tuple(p for packed, _ in parts for p in _unpack(packed)),
         errors=tuple([e for _, e in placed] + [e for e in part_errors if e.field == "constraints"]),
     )
+
+
+def _unique_accounts(
+    accounts: Iterable[Account],
+) -> tuple[list[Account], list[int], list[tuple[int, AccountError]]]:
+    """The first account of each id with its input position, and an error (at its position)
+    for every later account reusing an id."""
+    unique: list[Account] = []
+    positions: list[int] = []
+    duplicates: list[tuple[int, AccountError]] = []
+    seen: set[str] = set()
+    for k, account in enumerate(accounts):
+        if account.account_id in seen:
+            duplicates.append((k, AccountError(account_id=account.account_id,
+                                               field="account_id",
+                                               reason="duplicate account id")))
+            continue
+        seen.add(account.account_id)
+        unique.append(account)
+        positions.append(k)
+    return unique, positions, duplicates
 
 
 def run_engine(
@@ -240,26 +245,7 @@ def _run_engine(
     universe = build_universe(model, market)
     solver = solver or _cached_solver(universe)
     builder = ProblemBuilder(universe, model, market, list(household_trades), as_of)
-    errors: list[tuple[int, AccountError]] = []
-    unique: list[Account] = []
-    position: list[int] = []
-    seen: set[str] = set()
-    for k, account in enumerate(accounts):
-        if account.account_id in seen:
-            errors.append(
-                (
-                    k,
-                    AccountError(
-                        account_id=account.account_id,
-                        field="account_id",
-                        reason="duplicate account id",
-                    ),
-                )
-            )
-            continue
-        seen.add(account.account_id)
-        unique.append(account)
-        position.append(k)
+    unique, position, errors = _unique_accounts(accounts)
     menus = [customs.get(a.account_id, _NO_CUSTOMIZATION) for a in unique]
     batch, bad = builder.build_batch(unique, menus)
     for k, exc in bad:
