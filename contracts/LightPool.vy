@@ -1092,11 +1092,13 @@ def _place(owner: address, legs: DynArray[Leg, MAX_LEGS], batch: uint256, via: u
             placed_by=msg.sender,
         )
         index += 1
-    free: uint256 = self.balance_of[cash][owner]
-    # The owner's cash is locked first: an issuer never advances to itself what it spends.
-    self.balance_of[cash][owner] = free - min(free, cash_needed)
-    if cash_needed > free:
-        self._advance(basket_id, legs, cash_needed - free)
+    if cash_needed > 0:
+        free: uint256 = self.balance_of[cash][owner]
+        # The owner's cash is locked first: an issuer never advances to itself what it
+        # spends.
+        self.balance_of[cash][owner] = free - min(free, cash_needed)
+        if cash_needed > free:
+            self._advance(basket_id, legs, cash_needed - free)
     self.basket_count = basket_id + 1
     self.basket_hash[basket_id] = self._hash_basket(Basket(owner=owner, batch=batch, legs=legs))
     return basket_id
@@ -1115,8 +1117,8 @@ def _leg_advance(leg: Leg, remaining: uint256) -> uint256:
 @internal
 def _advance(basket_id: uint256, legs: DynArray[Leg, MAX_LEGS], advance: uint256):
     remaining: uint256 = advance
-    index: uint256 = 0
-    for leg: Leg in legs:
+    for index: uint256 in range(len(legs), bound=MAX_LEGS):
+        leg: Leg = legs[index]
         amount: uint256 = self._leg_advance(leg, remaining)
         if amount > 0:
             token: IFundToken = IFundToken(leg.market)
@@ -1133,7 +1135,6 @@ def _advance(basket_id: uint256, legs: DynArray[Leg, MAX_LEGS], advance: uint256
             log Advanced(
                 basket_id=basket_id, market=leg.market, issuer=issuer, index=index, amount=amount
             )
-        index += 1
     assert remaining == 0, "lightpool: insufficient balance"
     self.basket_advance[basket_id] = advance
 
