@@ -42,6 +42,7 @@ from offchain.chain.lightpool import (
     Leg,
     SignedOrder,
     advance_allocation,
+    basket_advance,
     can_fund,
     typed_data,
 )
@@ -236,8 +237,9 @@ class Keeper:
     def _reserves(self, states: dict[str, dict[str, Any]]) -> dict[str, int]:
         """Each issuer's free cash in LightPool: what it can advance to baskets."""
         cash = states[CASH_SYMBOL]["address"]
-        return {st["issuer"]: self.pool.functions.balance_of(cash, st["issuer"]).call()
-                for symbol, st in states.items() if symbol != CASH_SYMBOL}
+        issuers = {st["issuer"] for symbol, st in states.items() if symbol != CASH_SYMBOL}
+        return {issuer: self.pool.functions.balance_of(cash, issuer).call()
+                for issuer in issuers}
 
     def _optimize(self, session: Session, model: Any, accounts: list[ManagedAccount],
                   states: dict[str, dict[str, Any]], escrow: dict[str, dict[str, int]]
@@ -463,8 +465,8 @@ class Keeper:
                 lock = leg.lock()
             spent += lock
             legs.append((symbol, leg, ()))
-        advance = max(0, spent - free_cash)
         placed = [leg for _, leg, _ in legs]
+        advance = basket_advance(placed, free_cash)
         for (symbol, _, _), amount in zip(legs, advance_allocation(placed, advance), strict=True):
             if amount:
                 reserves[states[symbol]["issuer"]] -= amount

@@ -49,6 +49,7 @@ from offchain.chain.lightpool import (
     SignedOrder,
     advance_allocation,
     advance_repayment,
+    basket_advance,
     can_fund,
     commitment,
     compute_clearing,
@@ -214,7 +215,7 @@ def test_lightpool_ghost_ledger(world):
                     free[(leg.market, owner)] -= leg.quantity
             need = sum(leg.lock() for leg in legs if leg.is_buy)
             own = free[(cash.address, owner)]
-            advance = max(0, need - own)
+            advance = basket_advance(legs, own)
             allocation = advance_allocation(legs, advance)
             for leg, amount in zip(legs, allocation, strict=True):
                 if amount:
