@@ -6,12 +6,12 @@ Per batch (one model, one market snapshot):
    (``ProblemBatch``, ``offchain.optimizer.problem``); bad data skips that account with a
    reason, named field by field as for a single account.
 2. All problems are solved together (``offchain.optimizer.solver``), in chunks.
-3. Wash sales: selling a loss lot and buying its group on the same day is never proposed. In
-   the first pass loss lots of groups that may be bought are held; for every group with loss
-   lots that the first pass did not buy, a second pass gives up today's purchases of that group
-   and lets its losses be realized (tax-loss harvesting, with a non-identical partner standing
-   in through the factor model). The second pass, warm-started from the first, is what is
-   proposed for those accounts.
+3. Wash sales: selling a loss lot and buying its group on the same day is never proposed. A
+   first guess (a few ADMM steps, no polish) holds the loss lots of groups that may be bought;
+   every group with loss lots that the guess does not buy is given up today (no purchase) and
+   its losses may be realized (tax-loss harvesting, with a non-identical partner standing in
+   through the factor model). The solve goes on from the guess's iterates (the decision changes
+   bounds only), so the decision costs no second solve.
 4. Weights become unit quantities (rounded down, 1e-8 units, so no lot is oversold and cash
    stays at or above its minimum), money becomes ``Decimal`` cents, and every trade gets its
    reason. Trades below ``Customizations.min_trade_value`` are dropped when the rest stays
@@ -277,27 +277,7 @@ def _run_engine(
     row_accounts = [unique[k] for k in rows]
     row_menus = [menus[k] for k in rows]
 
-    sol, stats = _solve_chunked(solver, batch)
-    # Wash sales: a group whose losses are worth harvesting and that the first pass did not buy
-    # (or every such group, for an account the first pass could not solve, e.g. a withdrawal
-    # that only loss lots can fund) is not bought today, so its losses count.
-    bought = np.zeros_like(batch.harvestable)
-    r_b, c_b = np.nonzero(sol.buys > 1e-12)
-    bought[r_b, builder.group_of[c_b]] = True
-    harvest = batch.harvestable & ~(bought & sol.solved[:, None])
-    second = np.flatnonzero(harvest.any(axis=1))
-    if second.size:
-        part, lots = batch.take(second)
-        part.harvest(harvest[second], builder)
-        sol2, stats2 = _solve_chunked(solver, part, sol.net[second], sol.st_multiplier[second])
-        batch.put(second, lots, part)
-        for name in ("buys", "net", "st_multiplier", "solved", "certified"):
-            getattr(sol, name)[second] = getattr(sol2, name)
-        sol.sells[lots] = sol2.sells
-        stats.iterations = max(stats.iterations, stats2.iterations)
-        stats.certified += stats2.certified
-        stats.fallback += stats2.fallback
-        stats.fallback_ids += stats2.fallback_ids
+    sol, stats = _solve_chunked(solver, builder, batch)
 
     proposals = _proposals(
         universe, model, market, builder, batch, sol, row_accounts, row_menus, as_of
@@ -369,18 +349,18 @@ def _cached_solver(universe: Universe) -> BatchSolver:
     return solver
 
 
-def _solve_chunked(solver: BatchSolver, batch: ProblemBatch, x0=None, mu0=None):
-    """Solve in chunks of ``CHUNK`` accounts: the arrays stay cache-sized, which is faster."""
+def _solve_chunked(solver: BatchSolver, builder: ProblemBuilder, batch: ProblemBatch):
+    """``_solve`` in chunks of ``CHUNK`` accounts: the arrays stay cache-sized, which is
+    faster. The chunks' final problems are written back into ``batch``."""
     if len(batch) <= CHUNK:
-        return solver.solve(batch, x0, mu0)
+        return _solve(solver, builder, batch)
     parts: list[BatchSolution] = []
     stats = SolveStats()
     for start in range(0, len(batch), CHUNK):
         rows = np.arange(start, min(start + CHUNK, len(batch)))
-        part, _ = batch.take(rows)
-        sol, part_stats = solver.solve(
-            part, None if x0 is None else x0[rows], None if mu0 is None else mu0[rows]
-        )
+        part, lots = batch.take(rows)
+        sol, part_stats = _solve(solver, builder, part)
+        batch.put(rows, lots, part)
         parts.append(sol)
         stats.iterations = max(stats.iterations, part_stats.iterations)
         stats.certified += part_stats.certified
@@ -390,6 +370,41 @@ def _solve_chunked(solver: BatchSolver, batch: ProblemBatch, x0=None, mu0=None):
         *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(BatchSolution))
     )
     return joined, stats
+
+
+def _solve(
+    solver: BatchSolver, builder: ProblemBuilder, batch: ProblemBatch
+) -> tuple[BatchSolution, SolveStats]:
+    """Decide the wash-sale groups, then solve ``batch`` (changed in place to the problem
+    solved).
+
+    A group with losses worth harvesting is given up today (not bought, so its losses count)
+    if a first guess, with those losses held back, does not buy it: ``polish_every`` ADMM
+    steps, from which the solve goes on (the decision changes bounds only). An account that
+    then cannot be solved (e.g. a withdrawal only loss lots can fund) gives up every group
+    with harvestable losses.
+    """
+    state = solver.guess(batch)
+    bought = np.zeros_like(batch.harvestable)
+    r_b, c_b = np.nonzero(state.buys > 1e-12)
+    bought[r_b, builder.group_of[c_b]] = True
+    harvest = batch.harvestable & ~bought
+    if harvest.any():
+        batch.harvest(harvest, builder)
+    sol, stats = solver.solve(batch, state=state)
+    stuck = np.flatnonzero(~sol.solved & (batch.harvestable & ~harvest).any(axis=1))
+    if stuck.size:
+        part, lots = batch.take(stuck)
+        part.harvest(part.harvestable, builder)
+        sol2, stats2 = solver.solve(part, sol.net[stuck], sol.st_multiplier[stuck])
+        batch.put(stuck, lots, part)
+        for name in ("buys", "net", "st_multiplier", "solved", "certified"):
+            getattr(sol, name)[stuck] = getattr(sol2, name)
+        sol.sells[lots] = sol2.sells
+        stats.certified += stats2.certified
+        stats.fallback += stats2.fallback
+        stats.fallback_ids += stats2.fallback_ids
+    return sol, stats
 
 
 def _raisable(universe: Universe, batch: ProblemBatch) -> np.ndarray:

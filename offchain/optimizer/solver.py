@@ -44,6 +44,24 @@ class SolveStats:
 
 
 @dataclass
+class AdmmState:
+    """ADMM iterates of a batch (float32) and the short-term gains multipliers: where
+    ``BatchSolver.guess`` stopped and ``BatchSolver.solve`` goes on."""
+
+    v: np.ndarray  # (B, 2n)
+    w: np.ndarray  # (B, 2n) buys and net sells per instrument, within their bounds
+    yg: np.ndarray  # (B, 2n)
+    z: np.ndarray  # (B, rows)
+    yc: np.ndarray  # (B, rows)
+    mu: np.ndarray  # (B,)
+
+    @property
+    def buys(self) -> np.ndarray:
+        """The guess of the buys per instrument (B, n)."""
+        return self.w[:, : self.w.shape[1] // 2]
+
+
+@dataclass
 class BatchSolution:
     """The solutions of a batch, in weights: buys per row and instrument, sells per flat lot
     (as in the ``ProblemBatch``). ``solved`` is False for a row with no feasible trade list (or
@@ -170,18 +188,42 @@ class BatchSolver:
         self.exact_fallback = exact_fallback
 
     # ---------------------------------------------------------------- public
+    def guess(self, problems: ProblemBatch, steps: int | None = None) -> AdmmState:
+        """``steps`` ADMM steps (default ``polish_every``) on every row, no polish: a cheap
+        guess of the answer, to take a decision on (the wash-sale groups) before ``solve``
+        goes on from it. The guess is ``AdmmState.buys``."""
+        n = self.n = self.u.n
+        b_count = len(problems)
+        batch = _Batch(self.u, problems)
+        f32 = np.float32
+        v, w, yg = (np.zeros((b_count, 2 * n), f32) for _ in range(3))
+        z, yc = (np.zeros((b_count, self.rows.shape[0]), f32) for _ in range(2))
+        mu = batch.mu
+        consts = self._admm_prepare(batch.subset(np.arange(b_count)), mu)
+        for step in range(self.polish_every if steps is None else steps):
+            v, w, yg, z, yc = self._admm_step(consts, v, w, yg, z, yc)
+            if step % 5 == 4:
+                mu = self._st_ascent(consts, w, mu)
+        return AdmmState(v, w, yg, z, yc, mu)
+
     def solve(
-        self, problems: ProblemBatch, x0: np.ndarray | None = None, mu0: np.ndarray | None = None
+        self,
+        problems: ProblemBatch,
+        x0: np.ndarray | None = None,
+        mu0: np.ndarray | None = None,
+        state: AdmmState | None = None,
     ) -> tuple[BatchSolution, SolveStats]:
         """Solve every row of ``problems``. ``x0`` (B, n), a guess of the net trades (e.g. the
-        answer to a closely related problem), is tried first, with ``mu0`` the short-term gains
-        multiplier that goes with it; rows it does not certify go through ADMM. Raises nothing
-        on purpose: a row that cannot be solved is reported in ``BatchSolution.solved``.
+        answer to a closely related problem), starts ADMM, with ``mu0`` the short-term gains
+        multiplier that goes with it; or ``state``, the ADMM iterates of ``guess`` on a problem
+        that differs from this one in bounds only (nothing is per lot in it), goes on. Raises
+        nothing on purpose: a row that cannot be solved is reported in
+        ``BatchSolution.solved``.
         """
         stats = SolveStats()
         b_count = len(problems)
         n = self.n = self.u.n
-        batch = _Batch(self.u, problems, mu0)
+        batch = _Batch(self.u, problems, mu0 if state is None else state.mu)
         x_final = np.full((b_count, n), np.nan)
         done = np.zeros(b_count, dtype=bool)
         v = np.zeros((b_count, 2 * n))
@@ -190,7 +232,11 @@ class BatchSolver:
         z = np.zeros((b_count, self.rows.shape[0]))
         yc = np.zeros_like(z)
         active = np.arange(b_count)
-        if x0 is not None and b_count:
+        if state is not None:
+            v, w, yg, z, yc = (
+                arr.astype(float) for arr in (state.v, state.w, state.yg, state.z, state.yc)
+            )
+        elif x0 is not None and b_count:
             guess = np.nan_to_num(x0)
             w = np.hstack([np.maximum(guess, 0.0), np.maximum(-guess, 0.0)])
             v = w.copy()
