@@ -54,6 +54,7 @@ class AdmmState:
     z: np.ndarray  # (B, rows)
     yc: np.ndarray  # (B, rows)
     mu: np.ndarray  # (B,)
+    batch: _Batch  # the stacked problem arrays the guess ran on
 
     @property
     def buys(self) -> np.ndarray:
@@ -109,6 +110,10 @@ class _Batch:
         self.lot_c.reshape(-1)[at] = lot_cost[order]
         self.lot_st.reshape(-1)[at] = problems.lot_st_gain[order]
         self.lot_idx.reshape(-1)[at] = order
+        self._at, self._order, self._sorted = at, order, False
+        self._bounds(problems)
+
+    def _bounds(self, problems: ProblemBatch) -> None:
         self.d0 = problems.holding - problems.model
         self.buy_max = problems.buy_max
         self.sell_min = problems.sell_min
@@ -118,10 +123,22 @@ class _Batch:
         self.class_hi = problems.class_hi
         self.st_budget = problems.st_budget
 
+    def refresh(self, problems: ProblemBatch, mu: np.ndarray) -> None:
+        """Take ``problems``' lot weights and bounds: the same problems as at construction
+        but for bounds (lots, their costs and order unchanged, as after a wash-sale decision),
+        and the short-term multipliers ``mu`` (lots re-sorted where they moved)."""
+        if self._sorted:
+            raise RuntimeError("refresh: the lots were re-sorted since they were laid out")
+        self.lot_w.reshape(-1)[self._at] = problems.lot_weight[self._order]
+        self._bounds(problems)
+        self.mu = np.where(np.isfinite(problems.st_budget) & np.isfinite(mu), mu, 0.0)
+        self.sort_lots(np.flatnonzero(self.mu != 0))
+
     def sort_lots(self, rows: np.ndarray) -> None:
         """Order each instrument's lots by cost plus the short-term multiplier (cheapest first)."""
         if rows.size == 0:
             return
+        self._sorted = True
         key = self.lot_c[rows] + self.mu[rows, None, None] * self.lot_st[rows]
         order = np.argsort(key, axis=2, kind="stable")
         for name in ("lot_w", "lot_c", "lot_st", "lot_idx"):
@@ -204,7 +221,7 @@ class BatchSolver:
             v, w, yg, z, yc = self._admm_step(consts, v, w, yg, z, yc)
             if step % 5 == 4:
                 mu = self._st_ascent(consts, w, mu)
-        return AdmmState(v, w, yg, z, yc, mu)
+        return AdmmState(v, w, yg, z, yc, mu, batch)
 
     def solve(
         self,
@@ -223,7 +240,11 @@ class BatchSolver:
         stats = SolveStats()
         b_count = len(problems)
         n = self.n = self.u.n
-        batch = _Batch(self.u, problems, mu0 if state is None else state.mu)
+        if state is None:
+            batch = _Batch(self.u, problems, mu0)
+        else:
+            batch = state.batch
+            batch.refresh(problems, state.mu)
         x_final = np.full((b_count, n), np.nan)
         done = np.zeros(b_count, dtype=bool)
         v = np.zeros((b_count, 2 * n))
