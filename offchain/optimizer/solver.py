@@ -383,7 +383,8 @@ class BatchSolver:
 
         Returns raw knots (B, n, J+1) ascending in x (deepest lot sold first ... first lot, 0,
         most that may be bought), the same knots clipped to the domain, and per interval the
-        slopes of the cost, of the cash row and of the short-term gains row.
+        slopes of the cost and of the short-term gains row. The cash row's slope is 1 - t on
+        every sell interval and 1 + t on the buy interval (``_cash_slopes``).
         """
         t = self.u.cost
         bsz, n = d["d0"].shape
@@ -394,31 +395,35 @@ class BatchSolver:
         xlo = -d["sell_max"]
         xhi = np.where(d["sell_min"] > 0, -d["sell_min"], d["buy_max"])
         knots = _clip(raw, xlo[:, :, None], xhi[:, :, None])
-        n_slots = d["lot_w"].shape[2]
         slope = np.concatenate(
             [-d["lot_c"][:, :, ::-1], np.broadcast_to(t[None, :, None], (bsz, n, 1))], 2
         )
-        cash = np.concatenate(
-            [
-                np.broadcast_to((1 - t)[None, :, None], (bsz, n, n_slots)),
-                np.broadcast_to((1 + t)[None, :, None], (bsz, n, 1)),
-            ],
-            2,
-        )
         st = np.concatenate([-d["lot_st"][:, :, ::-1], np.zeros((bsz, n, 1))], 2)
-        return raw, knots, slope, cash, st
+        return raw, knots, slope, st
 
-    @staticmethod
-    def _row_values(raw, cash_c, st_c, x, at_zero=None):
-        """Cash spent and short-term gain realized, per account, at net trades x (``at_zero``:
-        the same at x = 0, if known)."""
-        lo, hi = raw[:, :, :-1], raw[:, :, 1:]
-        seg = _clip(x[:, :, None], lo, hi)
-        cash, st = np.einsum("bnj,bnj->b", seg, cash_c), np.einsum("bnj,bnj->b", seg, st_c)
-        if at_zero is None:
-            zero = _clip(0.0, lo, hi)
-            at_zero = np.einsum("bnj,bnj->b", zero, cash_c), np.einsum("bnj,bnj->b", zero, st_c)
-        return cash - at_zero[0], st - at_zero[1]
+    def _cash_slopes(self, iv: np.ndarray, last: int) -> np.ndarray:
+        """The cash row's slope of interval ``iv`` (B, n) of each instrument."""
+        t = self.u.cost
+        return np.where(iv == last, 1 + t, 1 - t)
+
+    def _row_values(self, raw, st_c, x, st_rows):
+        """Cash spent and short-term gain realized (relative to trading nothing), per account,
+        at net trades x; the gain only for rows ``st_rows`` (those with a budget; 0 elsewhere).
+
+        The sell intervals tile [raw_0, 0] and share the cash slope 1 - t, so the cash needs no
+        per-lot work: (1 - t) clip(x, raw_0, 0) + (1 + t) clip(x, 0, buy max).
+        """
+        t = self.u.cost
+        cash = (
+            _clip(x, raw[:, :, 0], 0.0) @ (1 - t) + _clip(x, 0.0, raw[:, :, -1]) @ (1 + t)
+        )
+        st = np.zeros(x.shape[0])
+        if st_rows.size:
+            rw = raw[st_rows]
+            lo, hi = rw[:, :, :-1], rw[:, :, 1:]
+            seg = _clip(x[st_rows][:, :, None], lo, hi) - _clip(0.0, lo, hi)
+            st[st_rows] = np.einsum("bnj,bnj->b", seg, st_c[st_rows])
+        return cash, st
 
     def _polish(self, d, x_guess):
         """Try to certify each account; returns (ok mask, x, short-term multiplier).
@@ -428,10 +433,13 @@ class BatchSolver:
         statuses that broke the certificate.
         """
         bsz, n = x_guess.shape
+        t = self.u.cost
         g_mat = self.u.class_matrix
         k = g_mat.shape[0]
         n_rows = 2 + 2 * k
-        raw, knots, slope, cash_c, st_c = self._pieces(d)
+        raw, knots, slope, st_c = self._pieces(d)
+        last = knots.shape[2] - 2  # the buy interval
+        has_st = np.isfinite(d["st_budget"])
         inside = (x_guess[:, :, None] > knots[:, :, :-1] + _KINK_TOL) & (
             x_guess[:, :, None] < knots[:, :, 1:] - _KINK_TOL
         )
@@ -440,9 +448,7 @@ class BatchSolver:
         kink_pos = np.abs(x_guess[:, :, None] - knots).argmin(axis=2)
         fixed_val = np.take_along_axis(knots, kink_pos[:, :, None], 2)[:, :, 0]
         x0 = np.where(free, x_guess, fixed_val)
-        zero = _clip(0.0, raw[:, :, :-1], raw[:, :, 1:])
-        at_zero = np.einsum("bnj,bnj->b", zero, cash_c), np.einsum("bnj,bnj->b", zero, st_c)
-        cash_v, st_v = self._row_values(raw, cash_c, st_c, x0, at_zero)
+        cash_v, st_v = self._row_values(raw, st_c, x0, np.flatnonzero(has_st))
         rhs_row = np.hstack(
             [d["cash_budget"][:, None], d["st_budget"][:, None], d["class_hi"], -d["class_lo"]]
         )
@@ -453,7 +459,6 @@ class BatchSolver:
         x_out = np.zeros((bsz, n))
         mu_out = np.zeros(bsz)
         qd_all = d["d0"] @ self.q_mat
-        has_st = np.isfinite(d["st_budget"])
         todo = np.arange(bsz)
         stalled = 0
         for _ in range(10):
@@ -462,13 +467,14 @@ class BatchSolver:
                 break
             m = r.size
             if m == bsz:  # every account: views, not copies
-                kn, rw, sl, cc, sc = knots, raw, slope, cash_c, st_c
+                kn, rw, sl, sc = knots, raw, slope, st_c
             else:
-                kn, rw, sl, cc, sc = knots[r], raw[r], slope[r], cash_c[r], st_c[r]
+                kn, rw, sl, sc = knots[r], raw[r], slope[r], st_c[r]
+            st_rows = np.flatnonzero(has_st[r])
             fr, iv, fv, ac = free[r], interval[r], fixed_val[r], act[r]
             j3 = iv[:, :, None]
             s_j = np.take_along_axis(sl, j3, 2)[:, :, 0]
-            c_j = np.take_along_axis(cc, j3, 2)[:, :, 0]
+            c_j = self._cash_slopes(iv, last)
             e_j = np.take_along_axis(sc, j3, 2)[:, :, 0]
             lo_j = np.take_along_axis(kn, j3, 2)[:, :, 0]
             hi_j = np.take_along_axis(kn, j3 + 1, 2)[:, :, 0]
@@ -479,8 +485,7 @@ class BatchSolver:
                 coef[:, 2 : 2 + k] = g_mat[None]
                 coef[:, 2 + k :] = -g_mat[None]
             x_fix = np.where(fr, lo_j, fv)
-            at_zero_r = at_zero[0][r], at_zero[1][r]
-            cash0, st0 = self._row_values(rw, cc, sc, x_fix, at_zero_r)
+            cash0, st0 = self._row_values(rw, sc, x_fix, st_rows)
             gx = x_fix @ g_mat.T
             base = np.hstack([cash0[:, None], st0[:, None], gx, -gx])
             coef_free = coef * fr[:, None, :]
@@ -492,14 +497,17 @@ class BatchSolver:
             # The certificate: every optimality condition checked on (x, lam) directly.
             below = fr & (x < lo_j - _TOL)
             above = fr & (x > hi_j + _TOL)
-            cv, sv = self._row_values(rw, cc, sc, x, at_zero_r)
+            cv, sv = self._row_values(rw, sc, x, st_rows)
             gx = x @ g_mat.T
             row_v = np.hstack([cv[:, None], sv[:, None], gx, -gx])
             over = row_v > rhs_row[r] + _TOL
             viol_row = over & ~ac
             slack_bad = ac & (over | ((lam > _DUAL_TOL) & (row_v < rhs_row[r] - _TOL)))
             neg_lam = ac & (lam < -_DUAL_TOL)
-            comb = sl + lam[:, 0, None, None] * cc + lam[:, 1, None, None] * sc
+            cash_nj = np.concatenate(
+                [np.repeat((1 - t)[:, None], last, axis=1), (1 + t)[:, None]], axis=1
+            )
+            comb = sl + lam[:, 0, None, None] * cash_nj + lam[:, 1, None, None] * sc
             grad = (x + d["d0"][r]) @ self.q_mat
             if k:
                 grad = grad + (lam[:, 2 : 2 + k] - lam[:, 2 + k :]) @ g_mat
@@ -514,7 +522,6 @@ class BatchSolver:
             want_right = ~fr & (-grad > right + _DUAL_TOL)
             # Lots must stay sorted by cost at the solved short-term multiplier.
             order_bad = np.zeros(m, dtype=bool)
-            st_rows = np.flatnonzero(has_st[r])
             if st_rows.size:
                 rs = r[st_rows]
                 key = d["lot_c"][rs] + lam[st_rows, 1, None, None] * d["lot_st"][rs]
@@ -536,15 +543,15 @@ class BatchSolver:
             fv2 = np.where(below, lo_j, np.where(above, hi_j, fv))
             fr2 = fr & ~(below | above)
             pos_idx = np.arange(pos.shape[2])[None, None, :]
-            left_int = np.where(left_of, pos_idx, -1).max(axis=2)
-            right_int = np.where(right_of, pos_idx, 10**6).min(axis=2)
-            go_left = want_left & (left_int >= 0)
-            go_right = want_right & (right_int < 10**6)
-            iv2 = np.where(go_left, left_int, np.where(go_right, right_int, iv))
-            fr2 = fr2 | go_left | go_right
+            left_int = np.where(left_of[f], pos_idx, -1).max(axis=2)
+            right_int = np.where(right_of[f], pos_idx, 10**6).min(axis=2)
+            go_left = want_left[f] & (left_int >= 0)
+            go_right = want_right[f] & (right_int < 10**6)
+            iv2 = np.where(go_left, left_int, np.where(go_right, right_int, iv[f]))
+            fr2 = fr2[f] | go_left | go_right
             ac2 = (ac & ~neg_lam) | viol_row
             rf = r[f]
-            fixed_val[rf], free[rf], interval[rf], act[rf] = fv2[f], fr2[f], iv2[f], ac2[f]
+            fixed_val[rf], free[rf], interval[rf], act[rf] = fv2[f], fr2, iv2, ac2[f]
             stalled = stalled + 1 if rf.size == m else 0
             todo = rf
         return ok, x_out, mu_out
