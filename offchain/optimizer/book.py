@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import gc
 from collections.abc import Mapping, Sequence
 from decimal import Context, Decimal
 from operator import attrgetter
@@ -165,6 +166,10 @@ class AccountBook:
     ) -> None:
         self.menus: tuple[Customizations, ...] = tuple(menus)
         self._source = list(_source) if _source is not None else None
+        # The source's lots in book order (``from_accounts`` keeps each account's order).
+        self._source_lots: list[TaxLot] | None = (
+            [lot for a in self._source for lot in a.lots] if self._source is not None else None
+        )
         self.errors: dict[int, AccountDataError] = dict(_errors or {})
         self._cash_exact: list[Decimal] | None = None
         self._normalize_accounts(accounts, holdings is not None)
@@ -359,7 +364,20 @@ class AccountBook:
         """The book of pydantic ``accounts``; ``customizations`` maps an account id to its menu
         or lists one menu per account (default: none). A value that ``decimal128(38, 18)`` cannot
         hold exactly (more than 18 decimals or 20 digits) skips that account (``errors``)."""
-        accounts = list(accounts)
+        enabled = gc.isenabled()
+        gc.disable()  # many small acyclic objects: a collection would scan the whole book
+        try:
+            return cls._from_accounts(list(accounts), customizations)
+        finally:
+            if enabled:
+                gc.enable()
+
+    @classmethod
+    def _from_accounts(
+        cls,
+        accounts: list[Account],
+        customizations: Mapping[str, Customizations] | Sequence[Customizations] | None,
+    ) -> AccountBook:
         count = len(accounts)
         menus: list[Customizations] = []
         seen: dict[int, int] = {}
@@ -504,10 +522,10 @@ class AccountBook:
 
     def lot_exact(self, row: int) -> tuple[Decimal, Decimal]:
         """Quantity and cost basis of lot ``row`` (of ``lots``), exact."""
-        if self._source is not None:
-            a = int(self.lot_account[row])
-            lot = self._source[a].lots[row - int(self.lot_start[a])]
+        if self._source_lots is not None:
+            lot = self._source_lots[row]
             return lot.quantity, lot.cost_basis
+        row = int(row)
         return (
             plain(self.lots.column("quantity")[row].as_py()),
             plain(self.lots.column("cost_basis")[row].as_py()),

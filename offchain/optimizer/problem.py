@@ -415,10 +415,10 @@ class _LotRefs:
     """See ``ProblemBatch.lot_refs``."""
 
     def __init__(self, batch: ProblemBatch) -> None:
-        self._book, self._source = batch.book, batch.lot_source
+        self._exact, self._source = batch.book.lot_exact, batch.lot_source
 
     def __getitem__(self, k: int) -> _LotRef:
-        return _LotRef(*self._book.lot_exact(int(self._source[k])))
+        return _LotRef(*self._exact(self._source[k]))
 
     def __len__(self) -> int:
         return len(self._source)
