@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Context, Decimal
 from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,13 @@ _STEP = Decimal("1e-18")
 _LIMIT = Decimal(10) ** 20
 _ONE = Decimal(1)
 _MENUS = TypeAdapter(list[Customizations])
+
+
+class ExactLot(NamedTuple):
+    """A lot's exact quantity (units) and cost basis (cash per unit)."""
+
+    quantity: Decimal
+    cost_basis: Decimal
 
 
 class AccountDataError(InvalidInput):
@@ -520,13 +528,13 @@ class AccountBook:
                 self._cash_exact = [plain(c) for c in self.accounts.column("cash").to_pylist()]
         return self._cash_exact
 
-    def lot_exact(self, row: int) -> tuple[Decimal, Decimal]:
-        """Quantity and cost basis of lot ``row`` (of ``lots``), exact."""
+    def lot(self, row: int) -> ExactLot | TaxLot:
+        """Lot ``row`` of ``lots`` with its exact ``quantity`` and ``cost_basis`` (the very
+        ``TaxLot``, if the book came from pydantic accounts)."""
         if self._source_lots is not None:
-            lot = self._source_lots[row]
-            return lot.quantity, lot.cost_basis
+            return self._source_lots[row]
         row = int(row)
-        return (
+        return ExactLot(
             plain(self.lots.column("quantity")[row].as_py()),
             plain(self.lots.column("cost_basis")[row].as_py()),
         )
@@ -633,4 +641,4 @@ def _is_null(values: np.ndarray) -> np.ndarray:
     return np.zeros(values.shape, dtype=bool)
 
 
-__all__ = ["DECIMAL", "AccountBook", "AccountDataError", "decimal_floats", "plain"]
+__all__ = ["DECIMAL", "AccountBook", "AccountDataError", "ExactLot", "decimal_floats", "plain"]

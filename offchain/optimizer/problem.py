@@ -26,13 +26,14 @@ import numpy as np
 import pyarrow as pa
 
 from offchain.errors import InvalidInput, StaleData
-from offchain.optimizer.book import AccountBook, AccountDataError
+from offchain.optimizer.book import AccountBook, AccountDataError, ExactLot
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
     HouseholdTrade,
     MarketData,
     ModelPortfolio,
+    TaxLot,
 )
 
 WASH_SALE_DAYS = 30
@@ -405,20 +406,14 @@ class ProblemBatch:
         builder.apply_limits(self)
 
 
-@dataclass(frozen=True)
-class _LotRef:
-    quantity: Decimal
-    cost_basis: Decimal
-
-
 class _LotRefs:
     """See ``ProblemBatch.lot_refs``."""
 
     def __init__(self, batch: ProblemBatch) -> None:
-        self._exact, self._source = batch.book.lot_exact, batch.lot_source
+        self._lot, self._source = batch.book.lot, batch.lot_source
 
-    def __getitem__(self, k: int) -> _LotRef:
-        return _LotRef(*self._exact(self._source[k]))
+    def __getitem__(self, k: int) -> ExactLot | TaxLot:
+        return self._lot(self._source[k])
 
     def __len__(self) -> int:
         return len(self._source)
