@@ -8,10 +8,12 @@ Public API::
     result.proposals  # one Proposal per account that could be optimized
     result.errors     # one AccountError per skipped account, with the reason
 
-Inputs and outputs are the pydantic models of ``offchain.optimizer.inputs``. The exact
-reference solver (cvxpy + Clarabel, test dependency) is ``offchain.optimizer.reference``.
+Inputs and outputs are the pydantic models of ``offchain.optimizer.inputs``; a large book of
+accounts may instead be given in columns, as an ``AccountBook`` (``offchain.optimizer.book``).
+The exact reference solver (cvxpy + Clarabel, test dependency) is ``offchain.optimizer.reference``.
 """
 
+from offchain.optimizer.book import AccountBook
 from offchain.optimizer.engine import optimize_accounts
 from offchain.optimizer.inputs import (
     Account,
@@ -34,6 +36,7 @@ from offchain.optimizer.inputs import (
 
 __all__ = [
     "Account",
+    "AccountBook",
     "AccountError",
     "BatchResult",
     "Customizations",

@@ -27,10 +27,12 @@ import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from typing import NamedTuple
 
 import numpy as np
 
 from offchain.errors import InvalidInput
+from offchain.optimizer.book import AccountBook
 from offchain.optimizer.inputs import (
     Account,
     AccountError,
@@ -83,7 +85,7 @@ class EngineRun:
 
 def optimize_accounts(
     model: ModelPortfolio,
-    accounts: Iterable[Account],
+    accounts: Iterable[Account] | AccountBook,
     market: MarketData,
     customizations_by_account: Mapping[str, Customizations] | None = None,
     household_trades: Iterable[HouseholdTrade] = (),
@@ -92,7 +94,9 @@ def optimize_accounts(
 ) -> BatchResult:
     """Propose trades for every account on ``model``.
 
-    ``customizations_by_account`` maps account id to its customizations (default: none);
+    ``accounts`` is a list of ``Account``s or an ``AccountBook`` (columnar; its menus are the
+    accounts' customizations). ``customizations_by_account`` maps account id to its
+    customizations (default: none; with a book, it replaces the menus of the accounts named);
     ``household_trades`` are past trades of every account of the households involved (for wash
     sales); ``as_of`` defaults to the market data's date. Accounts with bad data are returned in
     ``BatchResult.errors`` with the reason, the others get a ``Proposal`` (possibly with no
@@ -100,20 +104,22 @@ def optimize_accounts(
     missing for an instrument of the model). ``workers`` > 1 splits the accounts over that many
     processes (fork), for large batches on a multi-core machine; results keep input order.
     """
-    accounts = list(accounts)
-    if workers > 1 and len(accounts) >= PARALLEL_MIN:
-        return _run_parallel(
-            model,
-            accounts,
-            market,
-            customizations_by_account,
-            list(household_trades),
-            as_of,
-            workers,
-        )
-    return run_engine(
-        model, accounts, market, customizations_by_account, household_trades, as_of
-    ).result
+    book = _as_book(accounts, customizations_by_account)
+    if workers > 1 and len(book) >= PARALLEL_MIN:
+        return _run_parallel(model, book, market, list(household_trades), as_of, workers)
+    return run_engine(model, book, market, None, household_trades, as_of).result
+
+
+def _as_book(
+    accounts: Iterable[Account] | AccountBook,
+    customizations_by_account: Mapping[str, Customizations] | None,
+) -> AccountBook:
+    """The one input of the engine: an ``AccountBook`` (pydantic accounts are converted)."""
+    if isinstance(accounts, AccountBook):
+        if customizations_by_account:
+            return accounts.with_customizations(customizations_by_account)
+        return accounts
+    return AccountBook.from_accounts(list(accounts), customizations_by_account or {})
 
 
 _SHARED: tuple = ()
@@ -125,10 +131,9 @@ _PROPOSAL_FIELDS = tuple(f for f in Proposal.model_fields if f != "trades")
 
 def _run_part(bounds: tuple[int, int]) -> tuple[list, tuple[AccountError, ...]]:
     """A worker's share, as plain tuples: pickling pydantic objects costs more than solving."""
-    model, accounts, market, customs, trades, as_of = _SHARED
-    result = run_engine(
-        model, accounts[bounds[0] : bounds[1]], market, customs, trades, as_of
-    ).result
+    model, book, market, trades, as_of = _SHARED
+    part = book.take(np.arange(bounds[0], bounds[1]))
+    result = run_engine(model, part, market, None, trades, as_of).result
     packed = [
         (
             tuple(getattr(p, f) for f in _PROPOSAL_FIELDS),
@@ -159,7 +164,7 @@ def _preload_exact_solver() -> None:
         pass
 
 
-def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> BatchResult:
+def _run_parallel(model, book, market, trades, as_of, workers) -> BatchResult:
     """Run parts of the batch in forked processes that inherit the inputs (nothing to send).
 
     Duplicate account ids are found here, across parts; errors come back in the order of
@@ -168,9 +173,11 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
     import multiprocessing
 
     global _SHARED
-    unique, positions, dup_errors = _unique_accounts(accounts)
-    first = {account.account_id: k for account, k in zip(unique, positions, strict=True)}
-    _SHARED = (model, unique, market, customs, trades, as_of)
+    unique, positions, dup_errors = _unique_accounts(book)
+    first = {
+        account_id: k for account_id, k in zip(unique.account_ids, positions, strict=True)
+    }
+    _SHARED = (model, unique, market, trades, as_of)
     _preload_exact_solver()
     try:
         step = -(-len(unique) // workers)
@@ -192,36 +199,36 @@ def _run_parallel(model, accounts, market, customs, trades, as_of, workers) -> B
 
 
 def _unique_accounts(
-    accounts: Iterable[Account],
-) -> tuple[list[Account], list[int], list[tuple[int, AccountError]]]:
-    """The first account of each id with its input position, and an error (at its position)
-    for every later account reusing an id."""
-    unique: list[Account] = []
+    book: AccountBook,
+) -> tuple[AccountBook, list[int], list[tuple[int, AccountError]]]:
+    """The book of the first account of each id with their input positions, and an error (at
+    its position) for every later account reusing an id."""
     positions: list[int] = []
     duplicates: list[tuple[int, AccountError]] = []
     seen: set[str] = set()
-    for k, account in enumerate(accounts):
-        if account.account_id in seen:
-            duplicates.append((k, AccountError(account_id=account.account_id,
+    for k, account_id in enumerate(book.account_ids):
+        if account_id in seen:
+            duplicates.append((k, AccountError(account_id=account_id,
                                                field="account_id",
                                                reason="duplicate account id")))
             continue
-        seen.add(account.account_id)
-        unique.append(account)
+        seen.add(account_id)
         positions.append(k)
+    unique = book.take(positions) if duplicates else book
     return unique, positions, duplicates
 
 
 def run_engine(
     model: ModelPortfolio,
-    accounts: Iterable[Account],
+    accounts: Iterable[Account] | AccountBook,
     market: MarketData,
     customizations_by_account: Mapping[str, Customizations] | None = None,
     household_trades: Iterable[HouseholdTrade] = (),
     as_of: dt.date | None = None,
     solver: BatchSolver | None = None,
 ) -> EngineRun:
-    """``optimize_accounts`` with the numeric detail kept (see ``EngineRun``); same errors.
+    """``optimize_accounts`` with the numeric detail kept (see ``EngineRun``); same inputs and
+    errors.
 
     The cyclic garbage collector is paused for the batch: it creates many small acyclic
     objects, and with a large book in memory each collection would scan all of it.
@@ -241,18 +248,18 @@ def _run_engine(
     model, accounts, market, customizations_by_account, household_trades, as_of, solver
 ) -> EngineRun:
     as_of = as_of or market.as_of.date()
-    customs = customizations_by_account or {}
+    book = _as_book(accounts, customizations_by_account)
     universe = build_universe(model, market)
     solver = solver or _cached_solver(universe)
     builder = ProblemBuilder(universe, model, market, list(household_trades), as_of)
-    unique, position, errors = _unique_accounts(accounts)
-    menus = [customs.get(a.account_id, _NO_CUSTOMIZATION) for a in unique]
-    batch, bad = builder.build_batch(unique, menus)
+    unique, position, errors = _unique_accounts(book)
+    batch, bad = builder.build_batch(unique)
+    unique_ids = unique.account_ids
     for k, exc in bad:
         errors.append(
             (
                 position[k],
-                AccountError(account_id=unique[k].account_id, field=exc.field, reason=str(exc)),
+                AccountError(account_id=unique_ids[k], field=exc.field, reason=str(exc)),
             )
         )
     skipped = {k for k, _ in bad}
@@ -264,7 +271,7 @@ def _run_engine(
             (
                 position[k],
                 AccountError(
-                    account_id=unique[k].account_id,
+                    account_id=unique_ids[k],
                     field="withdrawal",
                     reason=str(_cash_need_error(universe, batch, int(r))),
                 ),
@@ -274,8 +281,15 @@ def _run_engine(
         batch, _ = batch.take(np.flatnonzero(feasible))
         rows = [k for k, ok in zip(rows, feasible, strict=True) if ok]
     errors.sort(key=lambda e: e[0])
-    row_accounts = [unique[k] for k in rows]
-    row_menus = [menus[k] for k in rows]
+    row_menus = [unique.menus[m] for m in unique.menu_index[rows].tolist()]
+    # What the proposals read of each account (until they read ``batch.cash_exact`` and
+    # ``batch.advisory`` themselves).
+    row_accounts = [
+        _AccountRow(account_id, cash, "advisory" if advisory else "discretionary")
+        for account_id, cash, advisory in zip(
+            batch.account_ids, batch.cash_exact, batch.advisory.tolist(), strict=True
+        )
+    ]
 
     sol, stats = _solve_chunked(solver, builder, batch)
 
@@ -299,7 +313,10 @@ def _run_engine(
     )
 
 
-_NO_CUSTOMIZATION = Customizations()
+class _AccountRow(NamedTuple):
+    account_id: str
+    cash: Decimal
+    mode: str
 
 
 class _SolvedView(Mapping[str, Solved]):

@@ -21,25 +21,22 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import repeat
-from operator import attrgetter
 
 import numpy as np
+import pyarrow as pa
 
 from offchain.errors import InvalidInput, StaleData
+from offchain.optimizer.book import AccountBook, AccountDataError, ExactLot
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
     HouseholdTrade,
     MarketData,
     ModelPortfolio,
+    TaxLot,
 )
 
 WASH_SALE_DAYS = 30
-
-
-class AccountDataError(InvalidInput):
-    """An account's data cannot be optimized; the account is skipped with this reason."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +247,7 @@ class ProblemBatch:
     class_lo_raw: np.ndarray  # (B, K)
     class_hi_raw: np.ndarray  # (B, K)
     harvestable: np.ndarray  # (B, G) bool: wash groups with loss lots held back by the guard
+    advisory: np.ndarray  # (B,) bool: advisory account (its proposal needs approval)
     lot_start: np.ndarray  # (B + 1,)
     lot_account: np.ndarray  # (L,) row of each lot
     lot_instrument: np.ndarray  # (L,)
@@ -261,11 +259,13 @@ class ProblemBatch:
     lot_short: np.ndarray  # (L,) bool
     lot_st_gain: np.ndarray  # (L,)
     lot_ids: np.ndarray  # (L,) object: lot id strings
-    lot_refs: np.ndarray  # (L,) object: the ``TaxLot`` of each lot
+    lot_source: np.ndarray  # (L,) row of each lot in ``book.lots``
+    cash_exact: list[Decimal]  # per row: the account's cash, exact
     notes: list[list[str]]  # per row: screens, stale prices, wash-sale locks
     harvest_notes: list[str | None]  # per row: the wash-sale trade-off taken, if any
     limit_notes: list[list[str]]  # per row: limits that restrictions make unreachable
     group_names: tuple[str, ...] = ()
+    book: AccountBook | None = None  # where the rows' accounts and lots come from
 
     _ROWS = (
         "value",
@@ -284,6 +284,7 @@ class ProblemBatch:
         "class_lo_raw",
         "class_hi_raw",
         "harvestable",
+        "advisory",
     )
     _LOTS = (
         "lot_instrument",
@@ -295,9 +296,9 @@ class ProblemBatch:
         "lot_short",
         "lot_st_gain",
         "lot_ids",
-        "lot_refs",
+        "lot_source",
     )
-    _LISTS = ("account_ids", "notes", "harvest_notes", "limit_notes")
+    _LISTS = ("account_ids", "cash_exact", "notes", "harvest_notes", "limit_notes")
 
     def __len__(self) -> int:
         return len(self.account_ids)
@@ -320,9 +321,27 @@ class ProblemBatch:
             lot_start=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
             lot_account=np.repeat(np.arange(rows.size), lens),
             group_names=self.group_names,
+            book=self.book,
             **fields,
         )
         return part, lots
+
+    def exact_lots(self, ks: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        """Exact quantity and cost basis (``decimal128(38, 18)``) of the flat lots ``ks``."""
+        if self.book is None:
+            raise ValueError("this batch was not built from an AccountBook")
+        rows = pa.array(self.lot_source[np.asarray(ks, dtype=np.int64)], pa.int64())
+        lots = self.book.lots
+        return (
+            lots.column("quantity").take(rows).combine_chunks(),
+            lots.column("cost_basis").take(rows).combine_chunks(),
+        )
+
+    @property
+    def lot_refs(self) -> _LotRefs:
+        """``lot_refs[k].quantity`` / ``.cost_basis``: the exact values of flat lot ``k``, read on
+        access (for the proposals; ``exact_lots`` reads many at once)."""
+        return _LotRefs(self)
 
     def put(self, rows: np.ndarray, lots: np.ndarray, part: ProblemBatch) -> None:
         """Write ``part`` (from ``take(rows)``, then changed) back into ``rows``."""
@@ -385,6 +404,19 @@ class ProblemBatch:
                 + " today so that its losses can be realized"
             )
         builder.apply_limits(self)
+
+
+class _LotRefs:
+    """See ``ProblemBatch.lot_refs``."""
+
+    def __init__(self, batch: ProblemBatch) -> None:
+        self._lot, self._source = batch.book.lot, batch.lot_source
+
+    def __getitem__(self, k: int) -> ExactLot | TaxLot:
+        return self._lot(self._source[k])
+
+    def __len__(self) -> int:
+        return len(self._source)
 
 
 @dataclass(frozen=True)
@@ -594,104 +626,97 @@ class ProblemBuilder:
         return batch.problem(0)
 
     def build_batch(
-        self, accounts: Sequence[Account], customs: Sequence[Customizations]
+        self,
+        book: AccountBook | Sequence[Account],
+        customs: Sequence[Customizations] | None = None,
     ) -> tuple[ProblemBatch, list[tuple[int, AccountDataError]]]:
-        """The problems of many accounts at once, in numpy (``customs[k]`` is the menu of
-        ``accounts[k]``).
+        """The problems of many accounts at once, in numpy: the rows of ``book`` (an
+        ``AccountBook``; or a list of accounts with ``customs[k]`` the menu of ``accounts[k]``,
+        turned into a book first).
 
         Returns the batch of the accounts whose data is good, in input order, and for each
-        other account its position in ``accounts`` and the error that skips it (the same
-        errors as ``build``). Raises nothing for bad account data.
+        other account its position in the book and the error that skips it (the same errors as
+        ``build``). Raises nothing for bad account data.
         """
+        if not isinstance(book, AccountBook):
+            book = AccountBook.from_accounts(book, customs)
         u, n = self.u, self.u.n
-        count = len(accounts)
-        plans = [self._plan(c) for c in customs]
-        lot_lists = [a.lots for a in accounts]
-        per_account = np.fromiter(map(len, lot_lists), np.int64, count)
-        flat = [lot for lots in lot_lists for lot in lots]
-        total = len(flat)
-        rows = list(map(_LOT_FIELDS, flat))
-        syms, qtys, bases, acqs, ids = zip(*rows, strict=True) if rows else ((),) * 5
-        inst = np.fromiter(map(self.index.get, syms, repeat(-1, total)), np.int64, total)
-        qty = np.fromiter(map(float, qtys), float, total)
-        basis = np.fromiter(map(float, bases), float, total)
-        acquired = np.fromiter(map(dt.date.toordinal, acqs), np.int64, total)
-        lot_account = np.repeat(np.arange(count), per_account)
-        cash = np.fromiter((float(a.cash) for a in accounts), float, count)
-        withdrawal = np.fromiter((float(c.withdrawal) for c in customs), float, count)
-        min_cash = np.fromiter((float(c.min_cash) for c in customs), float, count)
+        count = book.count
+        menus = book.menus
+        menu_of = book.menu_index
+        plans = [self._plan(c) for c in menus]
+        sym_inst = np.array([self.index.get(s, -1) for s in book.symbols], np.int64)
+        lot_account = book.lot_account
+        inst = sym_inst[book.lot_symbol] if book.lot_symbol.size else np.zeros(0, np.int64)
+        qty, basis, acquired = book.quantity_f, book.cost_basis_f, book.acquired_ordinal
+        cash = book.cash_f
+        withdrawal_m = np.array([float(c.withdrawal) for c in menus])
+        min_cash_m = np.array([float(c.min_cash) for c in menus])
+        withdrawal, min_cash = withdrawal_m[menu_of], min_cash_m[menu_of]
 
         # Bulk checks; flagged accounts are checked one by one to name the offending field.
         known = inst >= 0
-        bad_lot = ~known | (qty < 0) | (basis < 0) | (acquired > self.ordinal)
+        bad_lot = ~known | (acquired > self.ordinal)
         bad_lot |= known & self.stale[np.where(known, inst, 0)] & (qty > 0)
         flagged = np.bincount(lot_account, weights=bad_lot, minlength=count) > 0
-        flagged |= (cash < 0) | (withdrawal < 0) | (min_cash < 0)
-        flagged |= np.fromiter(
-            (
-                a.holdings is not None or p.error is not None
-                for a, p in zip(accounts, plans, strict=True)
-            ),
-            bool,
-            count,
+        flagged |= book.suspect
+        bad_menu = np.array(
+            [p.error is not None or c.withdrawal < 0 or c.min_cash < 0 for p, c in zip(
+                plans, menus, strict=True)],
+            dtype=bool,
         )
-        if len(set(ids)) != total:
-            flagged |= np.fromiter(
-                (len({lot.lot_id for lot in lots}) != len(lots) for lots in lot_lists), bool, count
-            )
+        flagged |= bad_menu[menu_of]
         errors: list[tuple[int, AccountDataError]] = []
         skip = np.zeros(count, dtype=bool)
-        for a in np.flatnonzero(flagged):
+        for a in np.flatnonzero(flagged).tolist():
             try:
-                self.validate(accounts[a], customs[a])
+                if a in book.errors:
+                    raise book.errors[a]
+                self.validate(book.account(a), menus[menu_of[a]])
             except AccountDataError as exc:
-                errors.append((int(a), exc))
+                errors.append((a, exc))
                 skip[a] = True
         price = u.prices[np.where(known, inst, 0)]
         lot_value = np.where(known & ~skip[lot_account] & (qty > 0), qty * price, 0.0)
         held_total = np.bincount(lot_account, weights=lot_value, minlength=count)
         value = cash + held_total - withdrawal
-        for a in np.flatnonzero(~skip & (value <= 0)):
+        for a in np.flatnonzero(~skip & (value <= 0)).tolist():
             total_value = float(cash[a] + held_total[a])
             errors.append(
                 (
-                    int(a),
+                    a,
                     AccountDataError(
                         "withdrawal",
                         f"less than the account value {total_value:.2f}",
-                        customs[a].withdrawal,
+                        menus[menu_of[a]].withdrawal,
                     ),
                 )
             )
             skip[a] = True
-        budgets = [c.tax.short_term_gain_budget for c in customs]
-        for a in np.flatnonzero(~skip):
-            if budgets[a] is not None and budgets[a] < 0:
-                errors.append(
-                    (
-                        int(a),
-                        AccountDataError(
-                            "tax.short_term_gain_budget", "an amount >= 0", budgets[a]
-                        ),
-                    )
-                )
-                skip[a] = True
+        budgets = [c.tax.short_term_gain_budget for c in menus]
+        bad_budget = np.array([b is not None and b < 0 for b in budgets], dtype=bool)
+        for a in np.flatnonzero(~skip & bad_budget[menu_of]).tolist():
+            budget = budgets[menu_of[a]]
+            errors.append(
+                (a, AccountDataError("tax.short_term_gain_budget", "an amount >= 0", budget))
+            )
+            skip[a] = True
         errors.sort(key=lambda e: e[0])
 
         keep = np.flatnonzero(~skip)
         b_count = keep.size
         new_row = np.cumsum(~skip) - 1
         lot_keep = ~skip[lot_account] & (qty > 0)
+        lot_source = np.flatnonzero(lot_keep)
         inst, qty, basis, acquired = (
-            inst[lot_keep],
-            qty[lot_keep],
-            basis[lot_keep],
-            acquired[lot_keep],
+            inst[lot_source],
+            qty[lot_source],
+            basis[lot_source],
+            acquired[lot_source],
         )
-        lot_value, price = lot_value[lot_keep], price[lot_keep]
-        lot_ids = np.array(ids, dtype=object)[lot_keep] if total else np.zeros(0, object)
-        lot_refs = np.fromiter(flat, dtype=object, count=total)[lot_keep]
-        lot_account = new_row[lot_account[lot_keep]]
+        lot_value, price = lot_value[lot_source], price[lot_source]
+        lot_ids = book.lot_ids[lot_source]
+        lot_account = new_row[lot_account[lot_source]]
         lot_start = np.concatenate([[0], np.cumsum(np.bincount(lot_account, minlength=b_count))])
         value, cash, withdrawal, min_cash = (
             value[keep],
@@ -699,40 +724,33 @@ class ProblemBuilder:
             withdrawal[keep],
             min_cash[keep],
         )
-        kept_customs = [customs[a] for a in keep]
-        kept_plans = [plans[a] for a in keep]
+        kept_menu = menu_of[keep]
         cell = lot_account * n + inst
         held_value = np.bincount(cell, weights=lot_value, minlength=b_count * n).reshape(b_count, n)
         holding = held_value / value[:, None]
-        plan_ids: dict[int, int] = {}
-        plan_of = np.fromiter(
-            (plan_ids.setdefault(id(p), len(plan_ids)) for p in kept_plans), np.int64, b_count
-        )
-        unique_plans = list({id(p): p for p in kept_plans}.values())
-        target = (
-            np.stack([p.target for p in unique_plans])[plan_of] if b_count else np.zeros((0, n))
-        )
-        buy_ok = (
-            np.stack([p.buy_ok for p in unique_plans])[plan_of]
-            if b_count
-            else np.zeros((0, n), bool)
-        )
-        never_sell_mat = (
-            np.stack([p.never_sell for p in unique_plans]) if b_count else np.zeros((0, n), bool)
-        )
+        # Per menu (plans are shared by menus with the same choices), then per row.
+        target = np.stack([p.target for p in plans])[kept_menu]
+        buy_ok = np.stack([p.buy_ok for p in plans])[kept_menu]
+        never_sell_mat = np.stack([p.never_sell for p in plans])
 
         # Wash sales, household-wide, and this account's own recent purchases.
         n_groups = len(self.group_names)
-        windows = [self._household_windows(accounts[a].household_id) for a in keep]
-        no_buy = np.array([w[0] for w in windows], dtype=bool).reshape(b_count, n_groups)
-        no_loss = np.array([w[1] for w in windows], dtype=bool).reshape(b_count, n_groups)
+        hh_buy = np.zeros((len(book.household_names), n_groups), dtype=bool)
+        hh_loss = np.zeros((len(book.household_names), n_groups), dtype=bool)
+        for h, name in enumerate(book.household_names):
+            if name in self.by_household:
+                hh_buy[h], hh_loss[h] = self._household_windows(name)
+        kept_household = book.household_code[keep]
+        no_buy = hh_buy[kept_household]
+        no_loss = hh_loss[kept_household]
         recent = acquired >= self.ordinal - WASH_SALE_DAYS
         no_loss[lot_account[recent], self.group_of[inst[recent]]] = True
         wash_locked_buy = no_buy[:, self.group_of]
         buyable = buy_ok & ~self.stale[None, :] & ~wash_locked_buy
         room = np.minimum(np.maximum(0.0, self.max_w - holding), self.capacity / value[:, None])
         buy_max = np.where(buyable, room, 0.0)
-        notes = [list(p.notes) for p in kept_plans]
+        plan_notes = [p.notes for p in plans]
+        notes = [list(plan_notes[m]) for m in kept_menu.tolist()]
         for a in np.flatnonzero((buy_ok & (self.stale[None, :] | wash_locked_buy)).any(axis=1)):
             for i in np.flatnonzero(buy_ok[a] & (self.stale | wash_locked_buy[a])):
                 sym = u.symbols[i]
@@ -745,18 +763,20 @@ class ProblemBuilder:
                     )
 
         # Lots: what may be sold and at what tax.
-        taxes = [c.tax for c in kept_customs]
-        st_rate = np.fromiter((t.short_term_rate for t in taxes), float, b_count)
-        lt_rate = np.fromiter((t.long_term_rate for t in taxes), float, b_count)
-        threshold = np.fromiter((t.loss_harvest_threshold for t in taxes), float, b_count)
-        defer = np.fromiter(
-            (self._defer_cutoff(t.defer_short_term_days) for t in taxes), np.int64, b_count
-        )
+        taxes = [c.tax for c in menus]
+        st_rate = np.array([t.short_term_rate for t in taxes], float)[kept_menu]
+        lt_rate = np.array([t.long_term_rate for t in taxes], float)[kept_menu]
+        threshold = np.array([t.loss_harvest_threshold for t in taxes], float)[kept_menu]
+        defer = np.array(
+            [self._defer_cutoff(t.defer_short_term_days) for t in taxes], np.int64
+        )[kept_menu]
         gain = 1.0 - basis / price
         short = acquired > self.long_cutoff
         rate = np.where(short, st_rate[lot_account], lt_rate[lot_account])
         sellable = lot_value / value[lot_account]
-        never_sell = never_sell_mat[plan_of[lot_account], inst] if inst.size else np.zeros(0, bool)
+        never_sell = (
+            never_sell_mat[kept_menu[lot_account], inst] if inst.size else np.zeros(0, bool)
+        )
         deferred = short & (gain > 0) & (acquired <= defer[lot_account])
         lot_group = self.group_of[inst]
         wash_locked = (gain < 0) & no_loss[lot_account, lot_group]
@@ -778,15 +798,12 @@ class ProblemBuilder:
         cash_w = cash / value
         cls_now = holding @ u.class_matrix.T
         st_budget = (
-            np.fromiter(
-                (_INF if b is None else float(b) for b in (budgets[a] for a in keep)),
-                float,
-                b_count,
-            )
-            / value
+            np.array([_INF if b is None else float(b) for b in budgets], float)[kept_menu] / value
         )
+        account_ids, cash_exact = book.account_ids, book.cash_exact
+        keep_list = keep.tolist()
         batch = ProblemBatch(
-            account_ids=[accounts[a].account_id for a in keep],
+            account_ids=[account_ids[a] for a in keep_list],
             value=value,
             cash=cash_w,
             cash_budget=cash_w - withdrawal / value - min_cash / value,
@@ -803,6 +820,7 @@ class ProblemBuilder:
             class_lo_raw=u.class_lo - cls_now,
             class_hi_raw=u.class_hi - cls_now,
             harvestable=harvestable,
+            advisory=book.advisory[keep],
             lot_start=lot_start.astype(np.int64),
             lot_account=lot_account,
             lot_instrument=inst,
@@ -814,11 +832,13 @@ class ProblemBuilder:
             lot_short=short,
             lot_st_gain=st_full,
             lot_ids=lot_ids,
-            lot_refs=lot_refs,
+            lot_source=lot_source,
+            cash_exact=[cash_exact[a] for a in keep_list],
             notes=notes,
             harvest_notes=[None] * b_count,
             limit_notes=[[] for _ in range(b_count)],
             group_names=self.group_names,
+            book=book,
         )
         self.apply_limits(batch)
         return batch, errors
@@ -885,9 +905,6 @@ class ProblemBuilder:
                     loss_mask[self.group_of[self.index[sym]]] = True
             masks = self._windows[household_id] = (buy_mask, loss_mask)
         return masks
-
-
-_LOT_FIELDS = attrgetter("symbol", "quantity", "cost_basis", "acquired", "lot_id")
 
 
 def objective(universe: Universe, p: AccountProblem, buys: np.ndarray, sells: np.ndarray) -> float:

@@ -13,10 +13,14 @@ emerging, size, value, momentum, real assets, hedge-fund beta) gives the covaria
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from offchain.optimizer.book import DECIMAL, AccountBook
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
@@ -149,18 +153,28 @@ def make_universe(
     return model, market
 
 
-def make_accounts(
-    model: ModelPortfolio,
-    market: MarketData,
-    count: int,
-    seed: int = 1,
-    customized: float = 0.6,
-    drift_sigma: float = 0.08,
-) -> tuple[list[Account], dict[str, Customizations], list[HouseholdTrade]]:
-    """``count`` accounts on ``model`` with 1-8 lots per holding, drifted from the model, a mix
-    of gains and losses, and (for a ``customized`` share of them) mixed customizations.
-    Holdings drift from the model by a lognormal factor of scale ``drift_sigma``.
-    Households hold 1-3 accounts; the household trade history covers the last 60 days."""
+@dataclass
+class _Draws:
+    """What ``make_accounts`` draws, before it becomes pydantic objects or Arrow columns: per
+    account (id, household, mode, cash rounded to cents as a float) and per lot (account row,
+    instrument, number within its holding, quantity rounded to 1e-6 and cost basis rounded to
+    1e-4 as floats, age in days)."""
+
+    ids: list[str] = field(default_factory=list)
+    households: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    cash: list[float] = field(default_factory=list)
+    lot_account: list[int] = field(default_factory=list)
+    lot_instrument: list[int] = field(default_factory=list)
+    lot_number: list[int] = field(default_factory=list)
+    lot_quantity: list[float] = field(default_factory=list)
+    lot_basis: list[float] = field(default_factory=list)
+    lot_age: list[int] = field(default_factory=list)
+    customs: dict[str, Customizations] = field(default_factory=dict)
+    trades: list[HouseholdTrade] = field(default_factory=list)
+
+
+def _draw(model, market, count, seed, customized, drift_sigma) -> _Draws:
     rng = np.random.default_rng(seed)
     as_of = market.as_of.date()
     symbols = [i.symbol for i in model.instruments]
@@ -170,9 +184,7 @@ def make_accounts(
     relatives = {s: [o.symbol for o in model.instruments
                      if o.symbol != s and o.asset_class == i.asset_class and o.symbol[:-1] ==
                      s[:-1]] for s, i in zip(symbols, model.instruments, strict=True)}
-    accounts: list[Account] = []
-    customs: dict[str, Customizations] = {}
-    trades: list[HouseholdTrade] = []
+    out = _Draws()
     household = 0
     left_in_household = 0
     for a in range(count):
@@ -199,7 +211,6 @@ def make_accounts(
             drift = drift / drift.sum() * (1 - cash_w)
         else:
             cash_w = 1.0
-        lots: list[TaxLot] = []
         for i in np.flatnonzero(drift > 1e-4):
             qty_total = drift[i] * value / prices[i]
             n_lots = int(rng.integers(1, 9))
@@ -208,31 +219,125 @@ def make_accounts(
                 age = int(rng.integers(1, 5 * 365))
                 ret = rng.normal(0.07 * age / 365, 0.18 * np.sqrt(age / 365))
                 basis = prices[i] / np.exp(ret)
-                lots.append(TaxLot(
-                    lot_id=f"{acct_id}-{symbols[i]}-{k}",
-                    symbol=symbols[i],
-                    quantity=Decimal(repr(round(float(qty), 6))),
-                    cost_basis=Decimal(repr(round(float(basis), 4))),
-                    acquired=as_of - dt.timedelta(days=age),
-                ))
-        accounts.append(Account(
-            account_id=acct_id, household_id=hh,
-            mode="advisory" if rng.random() < 0.3 else "discretionary",
-            cash=Decimal(repr(round(cash_w * value, 2))), lots=tuple(lots)))
+                out.lot_account.append(a)
+                out.lot_instrument.append(int(i))
+                out.lot_number.append(k)
+                out.lot_quantity.append(round(float(qty), 6))
+                out.lot_basis.append(round(float(basis), 4))
+                out.lot_age.append(age)
+        out.ids.append(acct_id)
+        out.households.append(hh)
+        out.modes.append("advisory" if rng.random() < 0.3 else "discretionary")
+        out.cash.append(round(cash_w * value, 2))
         if rng.random() < customized:
-            customs[acct_id] = _random_customization(rng, model, symbols, esg, value)
+            out.customs[acct_id] = _random_customization(rng, model, symbols, esg, value)
         for _ in range(int(rng.poisson(0.6))):
             sym = str(rng.choice(symbols))
             day = as_of - dt.timedelta(days=int(rng.integers(0, 60)))
             if rng.random() < 0.5:
-                trades.append(HouseholdTrade(household_id=hh, account_id=acct_id, symbol=sym,
-                                             side="buy", quantity=Decimal(10), trade_date=day))
+                out.trades.append(HouseholdTrade(
+                    household_id=hh, account_id=acct_id, symbol=sym, side="buy",
+                    quantity=Decimal(10), trade_date=day))
             else:
-                trades.append(HouseholdTrade(
+                out.trades.append(HouseholdTrade(
                     household_id=hh, account_id=acct_id, symbol=sym, side="sell",
                     quantity=Decimal(10), trade_date=day,
                     realized_gain=Decimal(repr(round(float(rng.normal(0, 500)), 2)))))
-    return accounts, customs, trades
+    return out
+
+
+def make_accounts(
+    model: ModelPortfolio,
+    market: MarketData,
+    count: int,
+    seed: int = 1,
+    customized: float = 0.6,
+    drift_sigma: float = 0.08,
+) -> tuple[list[Account], dict[str, Customizations], list[HouseholdTrade]]:
+    """``count`` accounts on ``model`` with 1-8 lots per holding, drifted from the model, a mix
+    of gains and losses, and (for a ``customized`` share of them) mixed customizations.
+    Holdings drift from the model by a lognormal factor of scale ``drift_sigma``.
+    Households hold 1-3 accounts; the household trade history covers the last 60 days."""
+    d = _draw(model, market, count, seed, customized, drift_sigma)
+    as_of = market.as_of.date()
+    symbols = [i.symbol for i in model.instruments]
+    lots: list[list[TaxLot]] = [[] for _ in range(count)]
+    for a, i, k, qty, basis, age in zip(d.lot_account, d.lot_instrument, d.lot_number,
+                                        d.lot_quantity, d.lot_basis, d.lot_age, strict=True):
+        lots[a].append(TaxLot(
+            lot_id=f"{d.ids[a]}-{symbols[i]}-{k}",
+            symbol=symbols[i],
+            quantity=Decimal(repr(qty)),
+            cost_basis=Decimal(repr(basis)),
+            acquired=as_of - dt.timedelta(days=age),
+        ))
+    accounts = [
+        Account(account_id=acct_id, household_id=hh, mode=mode, cash=Decimal(repr(cash)),
+                lots=tuple(lots[a]))
+        for a, (acct_id, hh, mode, cash) in enumerate(
+            zip(d.ids, d.households, d.modes, d.cash, strict=True))
+    ]
+    return accounts, d.customs, d.trades
+
+
+def make_book(
+    model: ModelPortfolio,
+    market: MarketData,
+    count: int,
+    seed: int = 1,
+    customized: float = 0.6,
+    drift_sigma: float = 0.08,
+) -> tuple[AccountBook, list[HouseholdTrade]]:
+    """The accounts of ``make_accounts`` (same arguments, same data) as an ``AccountBook``
+    whose menus are their customizations, and the household trade history; built in columns,
+    with no per-lot Python object."""
+    d = _draw(model, market, count, seed, customized, drift_sigma)
+    symbols = [i.symbol for i in model.instruments]
+    menus = list(d.customs.values())
+    menu_of = {a: m for m, a in enumerate(d.customs)}
+    menu = [menu_of.get(a) for a in d.ids]
+    accounts = pa.table({
+        "account_id": pa.array(d.ids, pa.string()),
+        "household_id": pa.array(d.households, pa.string()),
+        "mode": pa.array(d.modes, pa.string()),
+        "cash": _exact_decimals(np.array(d.cash), 2),
+        "menu": pa.array(menu, pa.int32()),
+    })
+    lot_account = np.array(d.lot_account, np.int64)
+    instrument = np.array(d.lot_instrument, np.int32)
+    symbol = pa.DictionaryArray.from_arrays(pa.array(instrument), pa.array(symbols))
+    lot_id = pc.binary_join_element_wise(
+        pc.take(accounts.column("account_id"), pa.array(lot_account)),
+        symbol.cast(pa.string()),
+        pa.array(np.array(d.lot_number, np.int64)).cast(pa.string()),
+        "-",
+    )
+    epoch_days = (market.as_of.date() - dt.date(1970, 1, 1)).days
+    acquired = pa.array(epoch_days - np.array(d.lot_age, np.int32), pa.int32()).cast(pa.date32())
+    lots = pa.table({
+        "account": pa.array(lot_account, pa.int32()),
+        "symbol": symbol,
+        "lot_id": lot_id,
+        "quantity": _exact_decimals(np.array(d.lot_quantity), 6),
+        "cost_basis": _exact_decimals(np.array(d.lot_basis), 4),
+        "acquired": acquired,
+    })
+    return AccountBook(accounts, lots, None, menus), d.trades
+
+
+def _exact_decimals(rounded: np.ndarray, places: int) -> pa.Array:
+    """Floats already rounded to ``places`` decimals (Python's ``round``) as the exact decimals
+    ``Decimal(repr(x))`` that ``make_accounts`` makes of them, in ``decimal128(38, 18)``."""
+    scaled = rounded * 10.0**places
+    units = np.rint(scaled)
+    # A value already rounded scales to within far less than half a step of its integer; any
+    # other (not rounded as promised) is converted by Decimal itself.
+    for j in np.flatnonzero(np.abs(scaled - units) > 1e-3):
+        units[j] = float(Decimal(repr(float(rounded[j]))).scaleb(places))
+    whole = pa.array(units.astype(np.int64)).cast(pa.decimal128(38, 0))
+    scaled_type = pa.decimal128(38, places)
+    as_places = pa.Array.from_buffers(scaled_type, len(whole), [None, whole.buffers()[1]])
+    return as_places.cast(DECIMAL)
 
 
 def _random_customization(rng, model, symbols, esg, value) -> Customizations:
