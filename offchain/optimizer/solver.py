@@ -418,17 +418,23 @@ class BatchSolver:
         """
         t = self.u.cost
         bsz, n = d["d0"].shape
-        cum = _cumsum_last(d["lot_w"])
-        raw = np.concatenate(
-            [-cum[:, :, ::-1], np.zeros((bsz, n, 1)), d["buy_max"][:, :, None]], axis=2
-        )
+        lots = d["lot_w"].shape[2]
+        raw = np.empty((bsz, n, lots + 2))
+        rev = raw[:, :, lots - 1 :: -1]  # the lots' knots, deepest first
+        np.negative(d["lot_w"], out=rev)
+        for j in range(1, lots):
+            np.add(rev[:, :, j - 1], rev[:, :, j], out=rev[:, :, j])
+        raw[:, :, lots] = 0.0
+        raw[:, :, lots + 1] = d["buy_max"]
         xlo = -d["sell_max"]
         xhi = np.where(d["sell_min"] > 0, -d["sell_min"], d["buy_max"])
         knots = _clip(raw, xlo[:, :, None], xhi[:, :, None])
-        slope = np.concatenate(
-            [-d["lot_c"][:, :, ::-1], np.broadcast_to(t[None, :, None], (bsz, n, 1))], 2
-        )
-        st = np.concatenate([-d["lot_st"][:, :, ::-1], np.zeros((bsz, n, 1))], 2)
+        slope = np.empty((bsz, n, lots + 1))
+        np.negative(d["lot_c"][:, :, ::-1], out=slope[:, :, :lots])
+        slope[:, :, lots] = t
+        st = np.empty((bsz, n, lots + 1))
+        np.negative(d["lot_st"][:, :, ::-1], out=st[:, :, :lots])
+        st[:, :, lots] = 0.0
         return raw, knots, slope, st
 
     def _cash_slopes(self, iv: np.ndarray, last: int) -> np.ndarray:
@@ -616,25 +622,32 @@ class BatchSolver:
             width = max(1, int(n_free[rows].max()))
             perm = np.argsort(~fr_b, axis=1, kind="stable")[:, :width]
             valid = np.arange(width)[None, :] < n_free[rows, None]
-            size = width + n_rows
+            # Only the constraint rows active somewhere in this bucket enter its systems
+            # (usually the cash row alone): smaller systems, same answer.
+            used = np.flatnonzero(ac[rows].any(axis=0))
+            ac_b = ac[rows][:, used]
+            n_used = used.size
+            size = width + n_used
             kkt = np.zeros((rows.size, size, size))
             both = valid[:, :, None] & valid[:, None, :]
             q_ff = q_flat[perm[:, :, None] * n + perm[:, None, :]]
             kkt[:, :width, :width] = np.where(both, q_ff, 0.0)
             widx = np.arange(width)
             kkt[:, widx, widx] = np.where(valid, diag_q[perm], 1.0)
-            ac_b = ac[rows]
-            rows_on = (
-                np.take_along_axis(coef_free[rows] * ac_b[:, :, None], perm[:, None, :], axis=2)
-                * valid[:, None, :]
-            )
-            kkt[:, :width, width:] = np.swapaxes(rows_on, 1, 2)
-            kkt[:, width:, :width] = rows_on
-            ridx = width + np.arange(n_rows)
-            kkt[:, ridx, ridx] = np.where(ac_b, -1e-14, 1.0)
+            if n_used:
+                rows_on = (
+                    np.take_along_axis(
+                        coef_free[rows][:, used] * ac_b[:, :, None], perm[:, None, :], axis=2
+                    )
+                    * valid[:, None, :]
+                )
+                kkt[:, :width, width:] = np.swapaxes(rows_on, 1, 2)
+                kkt[:, width:, :width] = rows_on
+                ridx = width + np.arange(n_used)
+                kkt[:, ridx, ridx] = np.where(ac_b, -1e-14, 1.0)
             rhs = np.empty((rows.size, size))
             rhs[:, :width] = np.where(valid, np.take_along_axis(rhs_free[rows], perm, axis=1), 0.0)
-            rhs[:, width:] = rhs_rows[rows]
+            rhs[:, width:] = rhs_rows[rows][:, used]
             with np.errstate(all="ignore"):
                 try:
                     sol = np.linalg.solve(kkt, rhs[:, :, None])[:, :, 0]
@@ -648,7 +661,9 @@ class BatchSolver:
                 axis=1,
             )
             x[rows] = x_b
-            lam[rows] = np.where(ac_b, sol[:, width:], 0.0)
+            lam_b = np.zeros((rows.size, n_rows))
+            lam_b[:, used] = np.where(ac_b, sol[:, width:], 0.0)
+            lam[rows] = lam_b
         return x, lam
 
     # ---------------------------------------------------------------- lots
