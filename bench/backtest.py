@@ -46,11 +46,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: threads on
 
 import click
 import numpy as np
+import pyarrow as pa
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from offchain.optimizer import optimize_accounts
+from offchain.optimizer.book import AccountBook, exact_decimals
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
@@ -58,7 +60,6 @@ from offchain.optimizer.inputs import (
     MarketData,
     PricePoint,
     Screen,
-    TaxLot,
     TaxSettings,
 )
 from offchain.optimizer.problem import ProblemBuilder, build_universe
@@ -259,40 +260,59 @@ def _engine_day(model, market0, symbols, books, customs, rates, due, day, px, co
         prices={s: PricePoint(price=Decimal(f"{px[i]:.6f}"), timestamp=now)
                 for i, s in enumerate(symbols)},
         risk_model=market0.risk_model, cost_bps=market0.cost_bps, capacity=market0.capacity)
-    accounts, custom_map, history = [], {}, []
-    index = {s: i for i, s in enumerate(symbols)}
     ordinal = day.toordinal()
+    book = _day_book(symbols, books, customs, due)
+    history = []
     for a in due:
-        book = books[a]
-        book.compact()
-        lots = tuple(
-            TaxLot(lot_id=f"{k}", symbol=symbols[int(book.sym[k])],
-                   quantity=Decimal(f"{book.qty[k]:.8f}"),
-                   cost_basis=Decimal(f"{book.basis[k]:.6f}"),
-                   acquired=dt.date.fromordinal(int(book.acq[k])))
-            for k in range(book.qty.size))
-        accounts.append(Account(account_id=str(a), household_id=str(a),
-                                cash=Decimal(f"{max(book.cash, 0.0):.2f}"), lots=lots))
-        custom_map[str(a)] = customs[a]
-        for d, i, side, gain in book.history:
+        for d, i, side, gain in books[a].history:
             if ordinal - d <= 31:
                 history.append(HouseholdTrade(
                     household_id=str(a), account_id=str(a), symbol=symbols[i], side=side,
                     quantity=Decimal(1), trade_date=dt.date.fromordinal(d),
                     realized_gain=Decimal(f"{gain:.2f}") if side == "sell" else None))
-    result = optimize_accounts(model, accounts, market, custom_map, history, day)
+    result = optimize_accounts(model, book, market, None, history, day)
+    index = {s: i for i, s in enumerate(symbols)}
     for proposal in result.proposals:
         a = int(proposal.account_id)
-        book = books[a]
+        account = books[a]
         for trade in proposal.trades:
             i = index[trade.symbol]
             if trade.side == "sell":
-                book.sell_lot(int(trade.lot_id), float(trade.quantity), px[i], cost[i], ordinal,
-                              rates[a], cutoff)
+                account.sell_lot(int(trade.lot_id), float(trade.quantity), px[i], cost[i],
+                                 ordinal, rates[a], cutoff)
         for trade in proposal.trades:
             if trade.side == "buy":
                 i = index[trade.symbol]
-                book.buy(i, float(trade.quantity), px[i], cost[i], ordinal)
+                account.buy(i, float(trade.quantity), px[i], cost[i], ordinal)
+
+
+def _day_book(symbols, books, customs, due) -> AccountBook:
+    """The ``due`` accounts as an ``AccountBook`` built in columns from the simulation's lot
+    arrays (quantities to 1e-8 units, cost bases to 1e-6, cash to the cent); a lot's id is its
+    position in the account's arrays; account ``a``'s menu is ``customs[a]``."""
+    for a in due:
+        books[a].compact()
+    sizes = np.array([books[a].qty.size for a in due], dtype=np.int64)
+    cat = (lambda name: np.concatenate([getattr(books[a], name) for a in due])) if due else None
+    epoch = dt.date(1970, 1, 1).toordinal()
+    position = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    ids = pa.array([str(a) for a in due], pa.string())
+    accounts = pa.table({
+        "account_id": ids,
+        "household_id": ids,
+        "cash": exact_decimals(np.round([max(books[a].cash, 0.0) for a in due], 2), 2),
+        "menu": pa.array(due, pa.int32()),
+    })
+    lots = pa.table({
+        "account": pa.array(np.repeat(np.arange(len(due)), sizes), pa.int32()),
+        "symbol": pa.DictionaryArray.from_arrays(pa.array(cat("sym").astype(np.int32)),
+                                                 pa.array(symbols)),
+        "lot_id": pa.array(position).cast(pa.string()),
+        "quantity": exact_decimals(np.round(cat("qty"), 8), 8),
+        "cost_basis": exact_decimals(np.round(cat("basis"), 6), 6),
+        "acquired": pa.array((cat("acq") - epoch).astype(np.int32)).cast(pa.date32()),
+    })
+    return AccountBook(accounts, lots, None, customs)
 
 
 def _band_day(book: Book, target, px, cost, ordinal, rates, cutoff) -> None:

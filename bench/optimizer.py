@@ -58,20 +58,21 @@ from offchain.optimizer import optimize_accounts
 from offchain.optimizer.engine import FEASIBILITY_TOL, run_engine
 from offchain.optimizer.problem import objective, violations
 from offchain.optimizer.reference import relative_gap, solve_reference
-from offchain.optimizer.synthetic import make_accounts, make_universe
+from offchain.optimizer.synthetic import make_book, make_universe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "optimizer.json"
 UNIVERSE_SIZES = (16, 24, 32, 40)
 
 
 def _book(n_accounts: int, seed: int):
-    """Four models and their accounts (n_accounts in total)."""
+    """Four models and their accounts (n_accounts in total), each model's accounts as an
+    ``AccountBook`` (columns, as a firm's books-and-records export is) with their menus."""
     books = []
     for k, n_inst in enumerate(UNIVERSE_SIZES):
         model, market = make_universe(seed + k, n_inst)
         count = n_accounts // len(UNIVERSE_SIZES) + (k < n_accounts % len(UNIVERSE_SIZES))
-        accounts, customs, trades = make_accounts(model, market, count, seed=seed * 100 + k)
-        books.append((model, market, accounts, customs, trades))
+        book, trades = make_book(model, market, count, seed=seed * 100 + k)
+        books.append((model, market, book, None, trades))
     return books
 
 
@@ -167,18 +168,18 @@ def _sample_check(books, sample: int, rng: np.random.Generator):
     per_book = -(-sample // len(books))
     # Warm up both sides (imports, caches) outside the timings: cvxpy's import alone costs
     # about a second, which would inflate the reference's per-account time.
-    model, market, accounts, customs, trades = books[0]
-    warm = run_engine(model, accounts[:1], market, customs, trades)
+    model, market, book, customs, trades = books[0]
+    warm = run_engine(model, book.take([0]), market, customs, trades)
     for solved in warm.solved.values():
         solve_reference(warm.universe, solved.problem)
-    for model, market, accounts, customs, trades in books:
-        picks = rng.choice(len(accounts), size=min(per_book, len(accounts)), replace=False)
+    for model, market, book, customs, trades in books:
+        picks = rng.choice(len(book), size=min(per_book, len(book)), replace=False)
         for idx in picks:
-            account = accounts[int(idx)]
+            one = book.take([int(idx)])
             start = time.perf_counter()
-            run = run_engine(model, [account], market, customs, trades)
+            run = run_engine(model, one, market, customs, trades)
             latencies.append(time.perf_counter() - start)
-            solved = run.solved.get(account.account_id)
+            solved = run.solved.get(one.account_ids[0])
             if solved is None:
                 continue
             p, u = solved.problem, run.universe
@@ -201,8 +202,8 @@ def _timed_run(books, workers: int, rss_at_fork: float) -> tuple[float, float, f
     cpu0, children0 = time.process_time(), os.times()
     start = time.perf_counter()
     errors = trades = 0
-    for model, market, accounts, customs, history in books:
-        result = optimize_accounts(model, accounts, market, customs, history, workers=workers)
+    for model, market, book, customs, history in books:
+        result = optimize_accounts(model, book, market, customs, history, workers=workers)
         errors += len(result.errors)
         trades += sum(len(p.trades) for p in result.proposals)
     elapsed = time.perf_counter() - start

@@ -642,3 +642,19 @@ def _is_null(values: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["DECIMAL", "AccountBook", "AccountDataError", "ExactLot", "decimal_floats", "plain"]
+
+
+def exact_decimals(rounded: np.ndarray, places: int) -> pa.Array:
+    """Floats already rounded to ``places`` decimals (``round`` / ``np.round``) as the exact
+    decimals ``Decimal(repr(x))`` they stand for, in ``decimal128(38, 18)``: a column of an
+    ``AccountBook`` built from float data without one ``Decimal`` per value."""
+    scaled = rounded * 10.0**places
+    units = np.rint(scaled)
+    # A value already rounded scales to within far less than half a step of its integer; any
+    # other (not rounded as promised) is converted by Decimal itself.
+    for j in np.flatnonzero(np.abs(scaled - units) > 1e-3):
+        units[j] = float(Decimal(repr(float(rounded[j]))).scaleb(places))
+    whole = pa.array(units.astype(np.int64)).cast(pa.decimal128(38, 0))
+    scaled_type = pa.decimal128(38, places)
+    as_places = pa.Array.from_buffers(scaled_type, len(whole), [None, whole.buffers()[1]])
+    return as_places.cast(DECIMAL)

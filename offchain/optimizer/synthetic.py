@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from offchain.optimizer.book import DECIMAL, AccountBook
+from offchain.optimizer.book import AccountBook, exact_decimals
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
@@ -300,7 +300,7 @@ def make_book(
         "account_id": pa.array(d.ids, pa.string()),
         "household_id": pa.array(d.households, pa.string()),
         "mode": pa.array(d.modes, pa.string()),
-        "cash": _exact_decimals(np.array(d.cash), 2),
+        "cash": exact_decimals(np.array(d.cash), 2),
         "menu": pa.array(menu, pa.int32()),
     })
     lot_account = np.array(d.lot_account, np.int64)
@@ -318,26 +318,11 @@ def make_book(
         "account": pa.array(lot_account, pa.int32()),
         "symbol": symbol,
         "lot_id": lot_id,
-        "quantity": _exact_decimals(np.array(d.lot_quantity), 6),
-        "cost_basis": _exact_decimals(np.array(d.lot_basis), 4),
+        "quantity": exact_decimals(np.array(d.lot_quantity), 6),
+        "cost_basis": exact_decimals(np.array(d.lot_basis), 4),
         "acquired": acquired,
     })
     return AccountBook(accounts, lots, None, menus), d.trades
-
-
-def _exact_decimals(rounded: np.ndarray, places: int) -> pa.Array:
-    """Floats already rounded to ``places`` decimals (Python's ``round``) as the exact decimals
-    ``Decimal(repr(x))`` that ``make_accounts`` makes of them, in ``decimal128(38, 18)``."""
-    scaled = rounded * 10.0**places
-    units = np.rint(scaled)
-    # A value already rounded scales to within far less than half a step of its integer; any
-    # other (not rounded as promised) is converted by Decimal itself.
-    for j in np.flatnonzero(np.abs(scaled - units) > 1e-3):
-        units[j] = float(Decimal(repr(float(rounded[j]))).scaleb(places))
-    whole = pa.array(units.astype(np.int64)).cast(pa.decimal128(38, 0))
-    scaled_type = pa.decimal128(38, places)
-    as_places = pa.Array.from_buffers(scaled_type, len(whole), [None, whole.buffers()[1]])
-    return as_places.cast(DECIMAL)
 
 
 def _random_customization(rng, model, symbols, esg, value) -> Customizations:
