@@ -4,7 +4,8 @@ A seeded, realistic book: four model portfolios on universes of 16, 24, 32 and 4
 (each with 4 gated alternatives, a 10-factor risk model), accounts with 1 to 8 lots per holding,
 drifted from their model, and mixed customizations (restrictions, ESG screens, substitutions,
 short-term gain budgets, withdrawals, minimum cash, household wash-sale history); see
-``offchain.optimizer.synthetic``.
+``offchain.optimizer.synthetic``. Each model's accounts come as an ``AccountBook`` (Arrow
+columns, exact decimals: the form a books-and-records export has), made before the timing.
 
 For each book size (1,000 and 10,000 accounts) it measures:
 
