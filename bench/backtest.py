@@ -12,9 +12,11 @@ its own tax rates, a 5 % loss-harvest threshold, some with an ESG screen. Both s
 the same accounts on the same price paths:
 
 - ``engine``: ``optimize_accounts`` (tax-aware, lot by lot, wash sales across the account's own
-  history). It is run every ``--every`` trading days per account (staggered) and on any day a
-  daily check sees a position more than half its band away from target or a lot down more than
-  the harvest threshold (at most once per 5 days per account).
+  history), every trading day on every live account (``--every 1``, the default: one batch a
+  day, the day's accounts read as an ``AccountBook`` built from the simulation's lot arrays).
+  With ``--every k`` > 1 an account is optimized every k trading days (staggered) and on any
+  day a daily check sees a position more than half its band away from target or a lot down
+  more than the harvest threshold (at most once per 5 days per account).
 - ``drift_band``: every day, if any position is more than 20 % (relative) away from its target
   weight or cash is above 5 %, sell and buy back to the target; lots sold first-in-first-out.
 
@@ -30,7 +32,7 @@ the dispersion (cross-account std) of returns over the last two years, when ever
 live. ``tax_alpha_bps`` is the engine's after-tax return minus the drift-band rebalancer's, per
 year, in basis points, with its distribution over accounts.
 
-Usage: ``python bench/backtest.py [--accounts 500] [--years 5] [--every 10]``.
+Usage: ``python bench/backtest.py [--accounts 500] [--years 5] [--every 1]``.
 """
 
 from __future__ import annotations
@@ -387,8 +389,8 @@ def _summarize(books, daily, taxes, model_ret, starts, dates, engine_calls, elap
 @click.command()
 @click.option("--accounts", type=int, default=500, show_default=True)
 @click.option("--years", type=int, default=5, show_default=True)
-@click.option("--every", type=int, default=10, show_default=True,
-              help="Trading days between scheduled optimizations of an account.")
+@click.option("--every", type=int, default=1, show_default=True,
+              help="Trading days between scheduled optimizations of an account (1: daily).")
 @click.option("--seed", type=int, default=PARAMS["seed"], show_default=True)
 def main(accounts: int, years: int, every: int, seed: int) -> None:
     """Run the backtest and write bench/results/backtest.json."""
