@@ -16,7 +16,6 @@ from offchain.optimizer.engine import optimize_accounts
 from offchain.optimizer.inputs import (
     Account,
     AccountError,
-    BatchResult,
     Customizations,
     HouseholdTrade,
     Instrument,
@@ -31,6 +30,7 @@ from offchain.optimizer.inputs import (
     TaxSettings,
     Trade,
 )
+from offchain.optimizer.output import BatchResult
 
 __all__ = [
     "Account",

@@ -25,6 +25,7 @@ from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
+import pyarrow as pa
 
 from offchain.errors import InvalidInput, StaleData
 from offchain.optimizer.inputs import (
@@ -250,6 +251,8 @@ class ProblemBatch:
     class_lo_raw: np.ndarray  # (B, K)
     class_hi_raw: np.ndarray  # (B, K)
     harvestable: np.ndarray  # (B, G) bool: wash groups with loss lots held back by the guard
+    advisory: np.ndarray  # (B,) bool: advisory account (proposals need approval)
+    cash_exact: list[Decimal]  # per row: the account's cash, exact
     lot_start: np.ndarray  # (B + 1,)
     lot_account: np.ndarray  # (L,) row of each lot
     lot_instrument: np.ndarray  # (L,)
@@ -284,6 +287,7 @@ class ProblemBatch:
         "class_lo_raw",
         "class_hi_raw",
         "harvestable",
+        "advisory",
     )
     _LOTS = (
         "lot_instrument",
@@ -297,10 +301,19 @@ class ProblemBatch:
         "lot_ids",
         "lot_refs",
     )
-    _LISTS = ("account_ids", "notes", "harvest_notes", "limit_notes")
+    _LISTS = ("account_ids", "cash_exact", "notes", "harvest_notes", "limit_notes")
 
     def __len__(self) -> int:
         return len(self.account_ids)
+
+    def exact_lots(self, ks: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        """Exact quantity and cost basis (``decimal128(38, 18)``) of the flat lots ``ks``."""
+        refs = self.lot_refs[ks]
+        kind = pa.decimal128(38, 18)
+        return (
+            pa.array([r.quantity for r in refs], kind),
+            pa.array([r.cost_basis for r in refs], kind),
+        )
 
     def lot_rows(self, rows: np.ndarray) -> np.ndarray:
         """Flat indexes of the lots of ``rows``, row after row."""
@@ -803,6 +816,8 @@ class ProblemBuilder:
             class_lo_raw=u.class_lo - cls_now,
             class_hi_raw=u.class_hi - cls_now,
             harvestable=harvestable,
+            advisory=np.array([accounts[a].mode == "advisory" for a in keep], dtype=bool),
+            cash_exact=[accounts[a].cash for a in keep],
             lot_start=lot_start.astype(np.int64),
             lot_account=lot_account,
             lot_instrument=inst,
