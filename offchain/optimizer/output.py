@@ -151,6 +151,52 @@ def _quantity(q: Decimal) -> Decimal:
     return short if short == q else q.normalize()
 
 
+def _chunks(col) -> list[pa.Array]:
+    return col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+
+
+def _plain(col) -> list:
+    """Strings, dates, dictionary values (None for nulls) as a Python list."""
+    return [] if len(col) == 0 else col.to_numpy(zero_copy_only=False).tolist()
+
+
+def _money(col) -> list:
+    """A money column (scale 2) as ``Decimal`` cents (None for nulls)."""
+    if len(col) == 0:
+        return []
+    valid = pc.is_valid(col).to_numpy(zero_copy_only=False)
+    cents = units_of(pc.fill_null(col, pa.scalar(Decimal(0), col.type)), 2).tolist()
+    out = [CENT * x for x in cents]
+    if not valid.all():
+        for j in np.flatnonzero(~valid).tolist():
+            out[j] = None
+    return out
+
+
+def _quantities(col) -> list:
+    """Quantities as shown: multiples of 1e-8 with 8 places, finer ones with their own."""
+    if len(col) == 0:
+        return []
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    steps = col.cast(pa.decimal128(38, 8), safe=False)
+    exact = pc.equal(steps.cast(col.type), col).to_numpy(zero_copy_only=False)
+    counts = units_of(pc.if_else(pa.array(exact), steps, pa.scalar(Decimal(0), steps.type)), 8)
+    out = [QUANTITY_STEP * x for x in counts.tolist()]
+    for j in np.flatnonzero(~exact).tolist():
+        out[j] = col[j].as_py().normalize()
+    return out
+
+
+def _flat_list(col) -> tuple[list[int], pa.Array]:
+    """A list column as (offsets, flat values)."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(col, pa.ChunkedArray):  # no chunks at all
+        col = pa.array([], col.type)
+    flat = col.flatten()
+    offsets = col.offsets.to_numpy()
+    return (offsets - offsets[0]).tolist(), flat
+
+
 _set = object.__setattr__
 _SELL_SET = frozenset(Trade.model_fields)
 _BUY_SET = _SELL_SET - {"lot_id", "realized_gain", "term"}
@@ -219,11 +265,36 @@ class LazyProposals(Sequence[Proposal]):
         return f"LazyProposals({len(self)} proposals)"
 
     def _columns(self) -> None:
-        self._cols = {name: self._summary.column(name).to_pylist()
-                      for name in self._summary.column_names}
-        self._tcols = {name: self._trades.column(name).to_pylist()
-                       for name in self._trades.column_names}
-        counts = np.asarray(self._cols["trade_count"], dtype=np.int64)
+        """Every column as Python values, once (numpy routes: Arrow's ``to_pylist`` makes a
+        scalar object per value, which costs more than the rendering)."""
+        s, t = self._summary, self._trades
+        c: dict[str, list] = {}
+        for name in ("account_id", "model_id", "position_limit", "as_of"):
+            c[name] = _plain(s.column(name))
+        for name in ("trade_count", "tracking_error_before", "tracking_error_after",
+                     "objective_no_trade", "objective", "needs_approval", "short_term_rate",
+                     "long_term_rate", "drift_band"):
+            c[name] = s.column(name).to_numpy().tolist()
+        for name in ("realized_short_term", "realized_long_term", "tax_cost",
+                     "transaction_cost", "cash_after"):
+            c[name] = _money(s.column(name))
+        notes = _flat_list(s.column("notes"))
+        c["notes_at"], c["notes"] = notes[0], _plain(notes[1])
+        drift = _flat_list(s.column("drift"))
+        c["drift_at"] = drift[0]
+        c["drift"] = list(zip(_plain(drift[1].field("symbol")),
+                              drift[1].field("before").to_numpy().tolist(),
+                              drift[1].field("after").to_numpy().tolist(), strict=True))
+        tc: dict[str, list] = {}
+        for name in ("symbol", "side", "lot_id", "term"):
+            tc[name] = _plain(t.column(name))
+        for name in ("reason", "gap_before", "gap_after"):
+            tc[name] = t.column(name).to_numpy().tolist()
+        for name in ("value", "cost", "realized_gain"):
+            tc[name] = _money(t.column(name))
+        tc["quantity"] = _quantities(t.column("quantity"))
+        self._cols, self._tcols = c, tc
+        counts = np.asarray(c["trade_count"], dtype=np.int64)
         self._start = np.concatenate([[0], np.cumsum(counts)]).tolist()
 
     def _render(self, a: int) -> Proposal:
@@ -237,7 +308,7 @@ class LazyProposals(Sequence[Proposal]):
         for j in range(self._start[a], self._start[a + 1]):
             sym, flags = t["symbol"][j], t["reason"][j]
             gap_b, gap_a = t["gap_before"][j], t["gap_after"][j]
-            qty = _quantity(t["quantity"][j])
+            qty = t["quantity"][j]
             if t["side"][j] == "sell":
                 gain, term = t["realized_gain"][j], t["term"][j]
                 head = ""
@@ -273,11 +344,11 @@ class LazyProposals(Sequence[Proposal]):
                               "tracking error")
                 trades.append(_trade(sym, "buy", qty, t["value"][j], t["cost"][j], None, None,
                                      None, reason))
-        notes = list(c["notes"][a])
+        notes = c["notes"][c["notes_at"][a] : c["notes_at"][a + 1]]
         band = c["drift_band"][a]
-        for d in c["drift"][a]:
-            notes.append(f"{d['symbol']} was {d['before']:+.1%} from its model weight "
-                         f"(drift band {band:.0%}); after trading {d['after']:+.1%}")
+        for sym, before, after in c["drift"][c["drift_at"][a] : c["drift_at"][a + 1]]:
+            notes.append(f"{sym} was {before:+.1%} from its model weight "
+                         f"(drift band {band:.0%}); after trading {after:+.1%}")
         if not trades:
             notes.append(NO_TRADE_NOTE)
         return _proposal({
