@@ -396,6 +396,9 @@ class BatchResult:
     def __setattr__(self, name, value):
         raise AttributeError("BatchResult is frozen")
 
+    def __reduce__(self):
+        return (BatchResult, (self.trades, self.summary, self.errors))
+
     def __repr__(self) -> str:
         return (f"BatchResult({len(self.proposals)} proposals, {self.trades.num_rows} trades, "
                 f"{len(self.errors)} errors)")
