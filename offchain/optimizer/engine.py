@@ -640,6 +640,32 @@ def units_down(
     return steps
 
 
+def _fits(a: np.ndarray, b) -> np.ndarray:
+    """Where the int64 product ``a * b`` is certainly exact (|a b| <= 2**62, checked in floats
+    whose relative error is far below the factor 2 of margin)."""
+    return np.abs(np.asarray(a, float)) * np.abs(np.asarray(b, float)) <= 2.0**62
+
+
+def _scaled(exact: pa.Array, approx: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """``exact`` (decimals) as int64 counts of ``10**-scale``, and where that is exact: rounded
+    from the floats ``approx`` and checked against ``exact``."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.round(approx * 10.0**scale)
+    fits = np.abs(scaled) < 2.0**62
+    units = np.where(fits, scaled, 0).astype(np.int64)
+    if not len(exact):
+        return units, fits
+    same = pc.equal(decimals(units, scale).cast(exact.type), exact)
+    return units, fits & same.to_numpy(zero_copy_only=False)
+
+
+def _div_half_even(x: np.ndarray, d: int) -> np.ndarray:
+    """``x / d`` rounded half-even, exactly, for int64 ``x`` and 0 < ``d`` < 2**62."""
+    q, r = np.divmod(x, d)
+    up = (2 * r > d) | ((2 * r == d) & (q % 2 == 1))
+    return q + up
+
+
 class _TradeBook:
     """The candidate trades of a batch as flat columns, in proposal order (row by row: sells
     by lot id, then buys by instrument): row, instrument, side, sold lot (index into ``k_s``),
@@ -658,6 +684,7 @@ class _TradeBook:
         self.fee_pa = fixed(fees, "cost_bps")
         self.lot_qty, self.lot_basis = batch.exact_lots(k_s)
         self.lot_qty_f = self.lot_qty.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        self._integers()
         n_s, n_b = k_s.size, r_b.size
         row = np.concatenate([batch.lot_account[k_s], r_b]).astype(np.int64)
         sell = np.concatenate([np.ones(n_s, bool), np.zeros(n_b, bool)])
@@ -699,9 +726,94 @@ class _TradeBook:
         lot_qty = self.lot_qty.take(pa.array(np.where(whole, self.lot[idx], 0)))
         return fit(pc.if_else(pa.array(whole), lot_qty, units.cast(QUANTITY)), (8, 18))
 
-    def money(self, idx: np.ndarray, qty: pa.Array | None = None):
-        """(value, cost, realized gain) in int64 cents of trades ``idx`` (gain 0 for buys)."""
-        qty = self.qty(idx) if qty is None else qty
+    def _integers(self) -> None:
+        """The exact integers of the fast path: prices, fees, lot quantities and cost bases
+        as int64 counts of ``10**-scale`` (None where a scale would not fit int64)."""
+        sp, sf = self.price_pa.type.scale, self.fee_pa.type.scale
+        self.p_int = units_of(self.price_pa, sp) if sp <= 12 else None
+        self.f_int = units_of(self.fee_pa, sf) if sf <= 17 else None
+        self.sp, self.sf = sp, sf
+        self.fee_f = np.array([float(f) for f in self.fees])  # correctly rounded
+        # Lot quantities that are multiples of 1e-8, as counts of 1e-8 (guessed from floats,
+        # then checked exactly).
+        self.lot_q8, self.lot_q8_ok = _scaled(self.lot_qty, self.lot_qty_f, 8)
+        # Cost bases at the smallest of a few scales that holds them all.
+        self.b_int, self.sb = None, 0
+        basis_f = self.lot_basis.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        for sb in (2, 4, 6, 8):
+            scaled = basis_f * 10.0**sb
+            if np.abs(scaled - np.round(scaled)).max(initial=0.0) > 1e-3:
+                continue
+            b_int, exact = _scaled(self.lot_basis, basis_f, sb)
+            if exact.all():
+                self.b_int, self.sb = b_int, sb
+                break
+
+    def _q8(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantities of trades ``idx`` as counts of 1e-8, and where that is exact."""
+        q8 = self.steps[idx].copy()
+        ok = np.ones(idx.size, bool)
+        whole = self.whole[idx]
+        lots = self.lot[idx][whole]
+        q8[whole] = self.lot_q8[lots]
+        ok[whole] = self.lot_q8_ok[lots]
+        return q8, ok
+
+    def money(self, idx: np.ndarray):
+        """(value, cost, realized gain) in int64 cents of trades ``idx`` (gain 0 for buys).
+
+        In int64 where the products provably fit (the common case), else in Arrow decimals;
+        the same exact definition either way.
+        """
+        value_c = np.zeros(idx.size, np.int64)
+        cost_c = np.zeros(idx.size, np.int64)
+        gain_c = np.zeros(idx.size, np.int64)
+        done = np.zeros(idx.size, bool)
+        if self.p_int is not None and idx.size:
+            q8, ok = self._q8(idx)
+            inst = self.inst[idx]
+            price = self.p_int[inst]
+            ok &= _fits(q8, price)
+            v = _div_half_even(np.where(ok, q8 * price, 0), 10 ** (6 + self.sp))
+            if self.f_int is not None:
+                fee = self.f_int[inst]
+                ok &= _fits(v, fee)
+                c = _div_half_even(np.where(ok, v * fee, 0), 10**self.sf)
+            else:
+                # Fees of many digits: cents x fee in floats (one rounding of exact operands:
+                # relative error < 3e-16) is rounded right unless within 1e-15 of a half cent;
+                # those few (and exact ties) take the decimal path.
+                vf = v.astype(float)
+                cf = vf * self.fee_f[inst]
+                ok &= (np.abs(vf) < 2.0**52) & (
+                    np.abs(cf - np.floor(cf) - 0.5) > np.abs(cf) * 1e-15
+                )
+                c = np.rint(cf).astype(np.int64)
+            sell = self.sell[idx]
+            if sell.any():
+                if self.b_int is None:
+                    ok &= ~sell
+                else:
+                    sg = max(self.sp, self.sb)
+                    at = np.flatnonzero(sell)
+                    p_g = price[at] * 10 ** (sg - self.sp)
+                    b_g = self.b_int[self.lot[idx][at]] * 10 ** (sg - self.sb)
+                    diff = p_g - b_g
+                    good = ok[at] & _fits(q8[at], diff) & _fits(price[at], 10 ** (sg - self.sp))
+                    good &= _fits(self.b_int[self.lot[idx][at]], 10 ** (sg - self.sb))
+                    g = _div_half_even(np.where(good, q8[at] * diff, 0), 10 ** (6 + sg))
+                    gain_c[at] = g
+                    ok[at] &= good
+            value_c, cost_c, done = np.where(ok, v, 0), np.where(ok, c, 0), ok
+        rest = np.flatnonzero(~done)
+        if rest.size:
+            v, c, g = self._money_decimal(idx[rest])
+            value_c[rest], cost_c[rest], gain_c[rest] = v, c, g
+        return value_c, cost_c, gain_c
+
+    def _money_decimal(self, idx: np.ndarray):
+        """``money`` in Arrow decimals (any size and scale)."""
+        qty = self.qty(idx)
         inst = pa.array(self.inst[idx])
         price = self.price_pa.take(inst)
         value = mul_round(qty, price)
@@ -716,6 +828,7 @@ class _TradeBook:
         return units_of(value), units_of(cost), gain_c
 
     def price_all(self) -> None:
+        """Money of every candidate trade."""
         idx = np.arange(self.row.size)
         self.value_c, self.cost_c, self.gain_c = self.money(idx)
 
@@ -849,7 +962,8 @@ class _TradeBook:
     def final(self) -> dict[str, np.ndarray | pa.Array]:
         """The kept trades: their columns, exact quantities (and as floats) and money."""
         idx = np.flatnonzero(self.keep)
-        qty = self.qty(idx)
+        q8, exact = self._q8(idx)
+        qty = decimals(q8, 8) if exact.all() else self.qty(idx)
         whole = self.whole[idx]
         qty_f = self.steps[idx] * 1e-8
         qty_f[whole] = self.lot_qty_f[self.lot[idx][whole]]

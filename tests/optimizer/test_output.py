@@ -14,6 +14,7 @@ from optimizer_helpers import AS_OF, make_account, make_market, make_model
 from offchain.optimizer import engine
 from offchain.optimizer.inputs import Account, Customizations, TaxLot
 from offchain.optimizer.output import (
+    EXACT,
     QUANTITY,
     SUMMARY_SCHEMA,
     TRADE_SCHEMA,
@@ -176,3 +177,17 @@ def test_decimal_columns_round_trip_and_round_half_even():
         exact = big[0].as_py() * price[0].as_py()
     assert got == exact.quantize(CENT, rounding=ROUND_HALF_EVEN)
     assert fit(pa.array([Decimal("1.5")], QUANTITY), (0, 2, 18)).type == pa.decimal128(3, 2)
+
+
+def test_integer_division_rounds_half_even_like_decimal():
+    rng = np.random.default_rng(3)
+    for d in (10, 10**6, 10**12):
+        ties = np.array([0, 1, 2, 3, -1, -2, -3]) * d + d // 2
+        x = np.concatenate([rng.integers(-(2**62), 2**62, 5000), ties, ties + 1, ties - 1,
+                            -ties, -ties + 1])
+        got = engine._div_half_even(x, d)
+        want = [int((Decimal(int(v)) / d).quantize(Decimal(1), ROUND_HALF_EVEN, context=EXACT))
+                for v in x]
+        assert got.tolist() == want
+    assert engine._fits(np.array([2**31, 2**32]), np.array([2**31, 2**31])).tolist() == [
+        True, False]
