@@ -431,15 +431,18 @@ def _proposals(
     prices = [market.prices[s].price if s in market.prices else None for s in symbols]
     fees = [Decimal(repr(market.cost_bps[s])) / _BPS for s in symbols]
     # Units, rounded down to 1e-8, as counts of 1e-8 units.
-    buys = np.where(sol.solved[:, None], sol.buys, 0.0)
-    buy_steps = units_down(
-        buys.reshape(-1), np.repeat(batch.value, n), np.tile(np.arange(n), b_count), price_f, prices
-    ).reshape(b_count, n)
+    buys = np.where(sol.solved[:, None], sol.buys, 0.0).reshape(-1)
+    cells = np.flatnonzero(buys > 0)
+    buy_steps = np.zeros(b_count * n)
+    buy_steps[cells] = units_down(buys[cells], batch.value[cells // n], cells % n, price_f, prices)
+    buy_steps = buy_steps.reshape(b_count, n)
     whole = sol.sells >= batch.lot_held * (1 - 1e-12)  # the lot's own quantity is sold
-    sell_steps = units_down(
-        np.where(sol.solved[batch.lot_account] & ~whole, sol.sells, 0.0),
-        batch.value[batch.lot_account],
-        batch.lot_instrument,
+    part = np.flatnonzero(sol.solved[batch.lot_account] & ~whole & (sol.sells > 0))
+    sell_steps = np.zeros(sol.sells.size)
+    sell_steps[part] = units_down(
+        sol.sells[part],
+        batch.value[batch.lot_account[part]],
+        batch.lot_instrument[part],
         price_f,
         prices,
     )
@@ -497,8 +500,8 @@ def _proposals(
         batch.lot_account * n + batch.lot_instrument, weights=s_final, minlength=b_count * n
     ).reshape(b_count, n)
     gap_after = gap_before + b_final - sold
-    var_before = np.einsum("bi,ij,bj->b", gap_before, cov, gap_before)
-    var_after = np.einsum("bi,ij,bj->b", gap_after, cov, gap_after)
+    var_before = np.sum((gap_before @ cov) * gap_before, axis=1)
+    var_after = np.sum((gap_after @ cov) * gap_after, axis=1)
     lot_cost = batch.lot_tax + universe.cost[batch.lot_instrument]
     f1 = (
         k_risk * var_after
@@ -680,6 +683,7 @@ class _TradeBook:
                  r_b, c_b, buy_steps) -> None:
         self.u, self.batch, self.prices, self.fees = universe, batch, prices, fees
         self.menus, self.k_s = menus, k_s
+        self._base: pa.Array | None = None
         self.price_pa = fixed([p if p is not None else _ZERO for p in prices], "prices")
         self.fee_pa = fixed(fees, "cost_bps")
         self.lot_qty, self.lot_basis = batch.exact_lots(k_s)
@@ -694,12 +698,15 @@ class _TradeBook:
         whole = np.concatenate([sell_whole, np.zeros(n_b, bool)])
         # A partial sale of at least the lot is the whole lot.
         partial = np.flatnonzero(~sell_whole)
-        if partial.size:
+        steps_p = sell_steps[partial].astype(np.int64)
+        whole[partial[self.lot_q8_ok[partial] & (steps_p >= self.lot_q8[partial])]] = True
+        fine = np.flatnonzero(~self.lot_q8_ok[partial])  # lots finer than 1e-8
+        if fine.size:
             over = pc.greater_equal(
-                decimals(sell_steps[partial].astype(np.int64), 8).cast(QUANTITY),
-                self.lot_qty.take(pa.array(partial)),
+                decimals(steps_p[fine], 8).cast(QUANTITY),
+                self.lot_qty.take(pa.array(partial[fine])),
             )
-            whole[partial[over.to_numpy(zero_copy_only=False)]] = True
+            whole[partial[fine[over.to_numpy(zero_copy_only=False)]]] = True
         # Proposal order: lots sorted by id within a row (the book's order if already sorted).
         ids = batch.lot_ids[k_s]
         rank = np.arange(n_s + n_b)
@@ -842,10 +849,14 @@ class _TradeBook:
 
     def cash_after(self, rows: np.ndarray) -> pa.Array:
         """Exact cash after trading of ``rows``: cash - withdrawal + net flows."""
-        cash = fit(pa.array([self.batch.cash_exact[a] for a in rows.tolist()], QUANTITY), (18,))
-        wd = fit(pa.array([self.menus[a].withdrawal for a in rows.tolist()], QUANTITY), (18,))
+        if self._base is None:
+            base = fit(pa.array(self.batch.cash_exact, QUANTITY), (18,))
+            withdrawals = [m.withdrawal for m in self.menus]
+            if any(withdrawals):
+                base = fit(pc.subtract(base, fit(pa.array(withdrawals, QUANTITY), (18,))), (18,))
+            self._base = base
         flows = fit(decimals(self.flows()[rows], 2), (2,))
-        return pc.add(pc.subtract(cash, wd), flows)
+        return pc.add(self._base.take(pa.array(rows)), flows)
 
     # -- the rules applied account by account (few accounts) -------------------------------
 
