@@ -521,8 +521,6 @@ def _proposals(
     flags[sell] |= sell_flags
     term = np.zeros(row.size, np.int8)
     term[sell] = np.where(short, 0, 1)
-    lot_ids = np.full(row.size, None, dtype=object)
-    lot_ids[sell] = batch.lot_ids[lots]
     sell_pa = pa.array(sell)
     trades = pa.Table.from_arrays(
         [
@@ -531,7 +529,7 @@ def _proposals(
                 pa.array(inst.astype(np.int32)), pa.array(symbols, pa.string())
             ),
             pa.DictionaryArray.from_arrays(pa.array(sell.astype(np.int8)), _SIDES),
-            pa.array(lot_ids, pa.string()),
+            book.ids_pa.take(pa.array(t["lot"], mask=~sell)),
             t["qty"].cast(QUANTITY),
             decimals(t["value_c"], 2),
             decimals(t["cost_c"], 2),
@@ -707,14 +705,15 @@ class _TradeBook:
                 self.lot_qty.take(pa.array(partial[fine])),
             )
             whole[partial[fine[over.to_numpy(zero_copy_only=False)]]] = True
-        # Proposal order: lots sorted by id within a row (the book's order if already sorted).
-        ids = batch.lot_ids[k_s]
+        # Proposal order: lots sorted by id within a row.
+        self.ids_pa = pa.array(batch.lot_ids[k_s], pa.string())
         rank = np.arange(n_s + n_b)
         if n_s > 1:
-            same = batch.lot_account[k_s][1:] == batch.lot_account[k_s][:-1]
-            descending = same & (ids[1:] < ids[:-1]).astype(bool)
-            if descending.any():
-                rank[:n_s] = np.argsort(np.argsort(ids.astype(str), kind="stable"), kind="stable")
+            by_id = pc.sort_indices(
+                pa.table({"row": row[:n_s], "id": self.ids_pa}),
+                sort_keys=[("row", "ascending"), ("id", "ascending")],
+            ).to_numpy()
+            rank[by_id] = np.arange(n_s)
         order = np.lexsort((rank, ~sell, row))
         self.row, self.sell, self.inst, self.lot = row[order], sell[order], inst[order], lot[order]
         self.steps, self.whole = steps[order], whole[order]
