@@ -9,6 +9,7 @@ many accounts never pays for objects and reason texts that nobody reads.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from decimal import Context, Decimal
 
@@ -250,11 +251,28 @@ class LazyProposals(Sequence[Proposal]):
             raise IndexError("proposal index out of range")
         p = self._done[index]
         if p is None:
-            p = self._done[index] = self._render(index)
+            p = self._done[index] = self._rendered([index])[0]
         return p
 
     def __iter__(self):
-        return (self[k] for k in range(len(self)))
+        done, step = self._done, 256
+        for start in range(0, len(done), step):
+            todo = [k for k in range(start, min(start + step, len(done))) if done[k] is None]
+            if todo:
+                for k, p in zip(todo, self._rendered(todo), strict=True):
+                    done[k] = p
+            yield from done[start : start + step]
+
+    def _rendered(self, rows: list[int]) -> list[Proposal]:
+        """Render ``rows`` with the cyclic garbage collector paused: the objects made are
+        acyclic, and with a large book in memory each collection would scan all of it."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return [self._render(a) for a in rows]
+        finally:
+            if enabled:
+                gc.enable()
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Sequence):
