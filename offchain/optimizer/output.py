@@ -145,17 +145,6 @@ def mul_round(a: pa.Array, b: pa.Array, places: int = 2) -> pa.Array:
 # --- the result ------------------------------------------------------------------------------
 
 
-def _quantity(q: Decimal) -> Decimal:
-    """A quantity as shown: to 1e-8 if it is a multiple of it (every computed trade), else with
-    its own digits (a whole lot of a finer quantity)."""
-    short = q.quantize(QUANTITY_STEP)
-    return short if short == q else q.normalize()
-
-
-def _chunks(col) -> list[pa.Array]:
-    return col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-
-
 def _plain(col) -> list:
     """Strings, dates, dictionary values (None for nulls) as a Python list."""
     return [] if len(col) == 0 else col.to_numpy(zero_copy_only=False).tolist()
@@ -416,6 +405,13 @@ class BatchResult:
 
     def __reduce__(self):
         return (BatchResult, (self.trades, self.summary, self.errors))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, BatchResult):
+            return NotImplemented
+        return self.errors == other.errors and self.proposals == other.proposals
+
+    __hash__ = None
 
     def __repr__(self) -> str:
         return (f"BatchResult({len(self.proposals)} proposals, {self.trades.num_rows} trades, "
