@@ -107,19 +107,24 @@ def units_of(arr: pa.Array, scale: int = 2) -> np.ndarray:
 
 
 def fit(arr: pa.Array, scales: Sequence[int]) -> pa.Array:
-    """``arr`` as the narrowest decimal128 that holds its values exactly, with the first scale
-    of ``scales`` (ascending) that loses nothing: keeps the products below 38 digits."""
-    for scale in scales:
+    """``arr`` as the narrowest decimal that holds its values exactly, with the first scale of
+    ``scales`` (ascending; else its own) that loses nothing: keeps products within range."""
+    own = arr.type.scale
+    for scale in [*(s for s in scales if s < own), own]:
         try:
-            arr = arr.cast(pa.decimal128(38, scale))
+            arr = arr.cast(pa.decimal256(76, scale) if arr.type.bit_width == 256 and scale == own
+                           else pa.decimal128(38, scale))
             break
         except pa.ArrowInvalid:
             continue
-    else:
-        raise InvalidInput("quantity", f"at most {scales[-1]} decimal places", None)
     top = pc.max(pc.abs(arr)).as_py() if len(arr) else None
     digits = len(str(int(top))) if top is not None else 1
-    return arr.cast(pa.decimal128(min(38, scale + digits), scale))
+    precision = scale + digits
+    if precision <= 38:
+        return arr.cast(pa.decimal128(precision, scale))
+    if precision > 76:
+        raise InvalidInput("quantity", "at most 76 digits", top)
+    return arr.cast(pa.decimal256(precision, scale))
 
 
 def fixed(values: Sequence[Decimal], field: str) -> pa.Array:
@@ -135,7 +140,8 @@ def fixed(values: Sequence[Decimal], field: str) -> pa.Array:
 def mul_round(a: pa.Array, b: pa.Array, places: int = 2) -> pa.Array:
     """``a * b`` rounded half-even to ``places`` decimals, exactly (decimal256 where the
     product may need more than 38 digits)."""
-    if a.type.precision + b.type.precision + 1 > 38:
+    if a.type.precision + b.type.precision + 1 > 38 or 256 in (a.type.bit_width,
+                                                              b.type.bit_width):
         a = a.cast(pa.decimal256(a.type.precision, a.type.scale))
         b = b.cast(pa.decimal256(b.type.precision, b.type.scale))
     product = pc.multiply(a, b)

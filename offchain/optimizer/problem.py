@@ -225,6 +225,16 @@ def _last_day_with(as_of: dt.date, test) -> dt.date:
     return day
 
 
+def _exact_column(values: list[Decimal]) -> pa.Array:
+    """``decimal128(38, 18)``, or a wider decimal for the rare value with more decimals (a
+    cost basis computed by division, say), so that nothing is rounded."""
+    try:
+        return pa.array(values, pa.decimal128(38, 18))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        scale = max(18, *(-v.as_tuple().exponent for v in values))
+        return pa.array(values, pa.decimal256(76, min(scale, 60)))
+
+
 @dataclass
 class ProblemBatch:
     """The problems of many accounts of one universe, stacked (rows ``B``, lots ``L`` in all).
@@ -309,10 +319,9 @@ class ProblemBatch:
     def exact_lots(self, ks: np.ndarray) -> tuple[pa.Array, pa.Array]:
         """Exact quantity and cost basis (``decimal128(38, 18)``) of the flat lots ``ks``."""
         refs = self.lot_refs[ks]
-        kind = pa.decimal128(38, 18)
         return (
-            pa.array([r.quantity for r in refs], kind),
-            pa.array([r.cost_basis for r in refs], kind),
+            _exact_column([r.quantity for r in refs]),
+            _exact_column([r.cost_basis for r in refs]),
         )
 
     def lot_rows(self, rows: np.ndarray) -> np.ndarray:

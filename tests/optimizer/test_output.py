@@ -137,7 +137,9 @@ def test_proposals_are_rendered_once_on_access(tight_book):
 
 def test_whole_lot_of_18_decimals_is_sold_exactly_and_needs_approval():
     qty = Decimal("30.141592653589793238")  # finer than the 1e-8 trade step
-    basis = Decimal("150.123456789012345678")  # a loss, out of the model: sold whole
+    # A loss, out of the model: sold whole. The basis has more decimals than a ledger keeps
+    # (a division result, as the keeper computes it): used exactly, not rounded.
+    basis = Decimal("150.1234567890123456789919159")
     lot = TaxLot(lot_id="fine", symbol="USB", quantity=qty, cost_basis=basis,
                  acquired=AS_OF - dt.timedelta(days=800))
     base = make_account({"USA": [("400", "100", 800)], "INTL": [("250", "100", 800)],
