@@ -18,7 +18,6 @@ from offchain.optimizer.engine import optimize_accounts
 from offchain.optimizer.inputs import (
     Account,
     AccountError,
-    BatchResult,
     Customizations,
     HouseholdTrade,
     Instrument,
@@ -33,6 +32,7 @@ from offchain.optimizer.inputs import (
     TaxSettings,
     Trade,
 )
+from offchain.optimizer.output import BatchResult
 
 __all__ = [
     "Account",

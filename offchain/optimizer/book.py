@@ -28,7 +28,7 @@ import copy
 import datetime as dt
 import gc
 from collections.abc import Mapping, Sequence
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -412,13 +412,17 @@ class AccountBook:
         first_lot = np.concatenate([[0], np.cumsum(per_account)])
         errors: dict[int, AccountDataError] = {}
 
-        def exact(values, owner, field):
+        def exact(values, owner, field, per_unit=False):
             try:
                 return pa.array(values, DECIMAL)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 values = list(values)
                 for j, value in enumerate(values):
-                    if not _fits(value):
+                    if per_unit and value.is_finite() and abs(value) < _LIMIT:
+                        # A price per unit computed by division (a cost basis): kept to 18
+                        # decimals, half-even; a realized gain moves by < 1e-18 x quantity.
+                        values[j] = value.quantize(_STEP, rounding=ROUND_HALF_EVEN, context=_WIDE)
+                    elif not _fits(value):
                         errors.setdefault(
                             int(owner(j)),
                             AccountDataError(
@@ -434,7 +438,7 @@ class AccountBook:
             return lambda j: f"lots[{j - first_lot[lot_account[j]]}].{name}"
 
         quantity = exact(qtys, lambda j: lot_account[j], lot_field("quantity"))
-        basis = exact(bases, lambda j: lot_account[j], lot_field("cost_basis"))
+        basis = exact(bases, lambda j: lot_account[j], lot_field("cost_basis"), per_unit=True)
         cash = exact([a.cash for a in accounts], lambda j: j, lambda j: "cash")
         stated = [(k, a.holdings) for k, a in enumerate(accounts) if a.holdings is not None]
         holdings = None

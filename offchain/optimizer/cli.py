@@ -28,12 +28,12 @@ from offchain.errors import InvalidInput
 from offchain.optimizer.engine import optimize_accounts
 from offchain.optimizer.inputs import (
     Account,
-    BatchResult,
     Customizations,
     HouseholdTrade,
     MarketData,
     ModelPortfolio,
 )
+from offchain.optimizer.output import BatchResult
 
 
 def _load(path: Path | None, default: Any, what: str) -> Any:

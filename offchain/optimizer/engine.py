@@ -13,11 +13,12 @@ Per batch (one model, one market snapshot):
    through the factor model). The solve goes on from the guess's iterates (the decision changes
    bounds only), so the decision costs no second solve.
 4. Weights become unit quantities (rounded down, 1e-8 units, so no lot is oversold and cash
-   stays at or above its minimum), money becomes ``Decimal`` cents, and every trade gets its
-   reason. Trades below ``Customizations.min_trade_value`` are dropped when the rest stays
-   feasible (the no-trade rule; L1 costs already keep a good account untouched). Tracking
-   errors and objectives are computed for the whole batch at once; ``Decimal`` and ``Trade``
-   objects are made only for trades that remain.
+   stays at or above its minimum), money becomes exact cents, and every trade gets its reason
+   code, on whole columns (``offchain.optimizer.output``): the result is an Arrow trade table
+   and a per-proposal summary. Trades below ``Customizations.min_trade_value`` are dropped when
+   the rest stays feasible (the no-trade rule; L1 costs already keep a good account untouched).
+   ``Proposal`` and ``Trade`` objects, with their reason texts, are made from the tables only
+   when read (``BatchResult.proposals``).
 """
 
 from __future__ import annotations
@@ -27,22 +28,39 @@ import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
-from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from offchain.errors import InvalidInput
 from offchain.optimizer.book import AccountBook
 from offchain.optimizer.inputs import (
     Account,
     AccountError,
-    BatchResult,
     Customizations,
     HouseholdTrade,
     MarketData,
     ModelPortfolio,
-    Proposal,
-    Trade,
+)
+from offchain.optimizer.output import (
+    DRIFT,
+    EXACT,
+    FORCED,
+    HARVEST,
+    IN_MODEL,
+    MONEY,
+    NEEDS_CASH,
+    QUANTITY,
+    SUMMARY_SCHEMA,
+    TRADE_SCHEMA,
+    WASH,
+    BatchResult,
+    decimals,
+    fit,
+    fixed,
+    mul_round,
+    units_of,
 )
 from offchain.optimizer.problem import (
     AccountProblem,
@@ -59,7 +77,7 @@ CENT = Decimal("0.01")
 # Weight units: a solution within this of every constraint is feasible.
 FEASIBILITY_TOL = 1e-9
 CHUNK = 2500  # accounts solved together
-PARALLEL_MIN = 1000  # fewer accounts than this are not worth forking worker processes for
+PARALLEL_MIN = 1000  # fewer accounts than this are not worth starting worker processes for
 _BPS = Decimal(10_000)
 
 
@@ -102,7 +120,7 @@ def optimize_accounts(
     ``BatchResult.errors`` with the reason, the others get a ``Proposal`` (possibly with no
     trades). Raises ``InvalidInput`` only for data shared by the whole batch (a risk model or cost
     missing for an instrument of the model). ``workers`` > 1 splits the accounts over that many
-    processes (fork), for large batches on a multi-core machine; results keep input order.
+    processes (spawned), for large batches on a multi-core machine; results keep input order.
     """
     book = _as_book(accounts, customizations_by_account)
     if workers > 1 and len(book) >= PARALLEL_MIN:
@@ -125,76 +143,46 @@ def _as_book(
 _SHARED: tuple = ()
 
 
-_TRADE_FIELDS = tuple(Trade.model_fields)
-_PROPOSAL_FIELDS = tuple(f for f in Proposal.model_fields if f != "trades")
+def _init_worker(shared: tuple) -> None:
+    global _SHARED
+    _SHARED = shared
 
 
-def _run_part(bounds: tuple[int, int]) -> tuple[list, tuple[AccountError, ...]]:
-    """A worker's share, as plain tuples: pickling pydantic objects costs more than solving."""
+def _run_part(bounds: tuple[int, int]) -> BatchResult:
+    """A worker's share: its result holds Arrow tables (cheap to pickle), no ``Proposal``."""
     model, book, market, trades, as_of = _SHARED
     part = book.take(np.arange(bounds[0], bounds[1]))
-    result = run_engine(model, part, market, None, trades, as_of).result
-    packed = [
-        (
-            tuple(getattr(p, f) for f in _PROPOSAL_FIELDS),
-            [tuple(getattr(t, f) for f in _TRADE_FIELDS) for t in p.trades],
-        )
-        for p in result.proposals
-    ]
-    return packed, result.errors
-
-
-def _unpack(packed: list) -> list[Proposal]:
-    return [
-        _construct(
-            Proposal,
-            **dict(zip(_PROPOSAL_FIELDS, fields, strict=True)),
-            trades=tuple(_trade(*t) for t in trades),
-        )
-        for fields, trades in packed
-    ]
-
-
-def _preload_exact_solver() -> None:
-    """Import the exact fallback's modules once, before forking, not in every worker."""
-    try:
-        import clarabel  # noqa: F401
-        import scipy.sparse  # noqa: F401
-    except ImportError:
-        pass
+    return run_engine(model, part, market, None, trades, as_of).result
 
 
 def _run_parallel(model, book, market, trades, as_of, workers) -> BatchResult:
-    """Run parts of the batch in forked processes that inherit the inputs (nothing to send).
+    """Run parts of the batch in worker processes, each sent the inputs once.
+
+    The workers are spawned, not forked: a child forked after Arrow's or BLAS's threads have
+    started can deadlock on a lock one of them held.
 
     Duplicate account ids are found here, across parts; errors come back in the order of
     ``run_engine``'s (by input position, accounts no trade list satisfies last).
     """
     import multiprocessing
 
-    global _SHARED
     unique, positions, dup_errors = _unique_accounts(book)
     first = {
         account_id: k for account_id, k in zip(unique.account_ids, positions, strict=True)
     }
-    _SHARED = (model, unique, market, trades, as_of)
-    _preload_exact_solver()
-    try:
-        step = -(-len(unique) // workers)
-        bounds = [(k, min(k + step, len(unique))) for k in range(0, len(unique), step)]
-        with multiprocessing.get_context("fork").Pool(len(bounds)) as pool:
-            parts = pool.map(_run_part, bounds)
-    finally:
-        _SHARED = ()
-    part_errors = [e for _, errors in parts for e in errors]
+    shared = (model, unique, market, trades, as_of)
+    step = -(-len(unique) // workers)
+    bounds = [(k, min(k + step, len(unique))) for k in range(0, len(unique), step)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(len(bounds), initializer=_init_worker, initargs=(shared,)) as pool:
+        parts = pool.map(_run_part, bounds)
+    part_errors = [e for part in parts for e in part.errors]
     placed = sorted(
         [(first[e.account_id], e) for e in part_errors if e.field != "constraints"] + dup_errors,
         key=lambda pe: pe[0],
     )
-    return _construct(
-        BatchResult,
-        proposals=tuple(p for packed, _ in parts for p in _unpack(packed)),
-        errors=tuple([e for _, e in placed] + [e for e in part_errors if e.field == "constraints"]),
+    return BatchResult.concat(
+        parts, [e for _, e in placed] + [e for e in part_errors if e.field == "constraints"]
     )
 
 
@@ -282,20 +270,10 @@ def _run_engine(
         rows = [k for k, ok in zip(rows, feasible, strict=True) if ok]
     errors.sort(key=lambda e: e[0])
     row_menus = [unique.menus[m] for m in unique.menu_index[rows].tolist()]
-    # What the proposals read of each account (until they read ``batch.cash_exact`` and
-    # ``batch.advisory`` themselves).
-    row_accounts = [
-        _AccountRow(account_id, cash, "advisory" if advisory else "discretionary")
-        for account_id, cash, advisory in zip(
-            batch.account_ids, batch.cash_exact, batch.advisory.tolist(), strict=True
-        )
-    ]
 
     sol, stats = _solve_chunked(solver, builder, batch)
 
-    proposals = _proposals(
-        universe, model, market, builder, batch, sol, row_accounts, row_menus, as_of
-    )
+    trades, summary = _proposals(universe, model, market, builder, batch, sol, row_menus, as_of)
     final_errors = [e for _, e in errors]
     final_errors += [
         AccountError(
@@ -306,17 +284,11 @@ def _run_engine(
         for r in np.flatnonzero(~sol.solved)
     ]
     return EngineRun(
-        BatchResult(proposals=tuple(proposals), errors=tuple(final_errors)),
+        BatchResult(trades, summary, final_errors),
         universe,
         _SolvedView(batch, sol),
         stats,
     )
-
-
-class _AccountRow(NamedTuple):
-    account_id: str
-    cash: Decimal
-    mode: str
 
 
 class _SolvedView(Mapping[str, Solved]):
@@ -458,39 +430,78 @@ def _proposals(
     builder: ProblemBuilder,
     batch: ProblemBatch,
     sol: BatchSolution,
-    accounts: list[Account],
     menus: list[Customizations],
     as_of: dt.date,
-) -> list[Proposal]:
-    """One ``Proposal`` per solved row: weights become units (rounded down to 1e-8 so that no
-    lot is oversold and cash never goes negative), money becomes ``Decimal`` cents, every trade
-    gets its reason. The numeric parts (tracking errors, objectives) are computed for the whole
-    batch at once; only trades are handled one by one."""
+) -> tuple[pa.Table, pa.Table]:
+    """The trade table and the proposal summary of every solved row (``output``'s schemas).
+
+    Weights become units (rounded down to 1e-8 so that no lot is oversold and cash never goes
+    below its minimum), money becomes exact cents, every trade gets its reason code; all of it
+    on whole columns (numpy and Arrow decimals). Only accounts that set ``min_trade_value``
+    and the few whose cash the rounding would take below ``min_cash`` are handled one by one.
+    """
     n, b_count = universe.n, len(batch)
     symbols = universe.symbols
     price_f = universe.prices
     prices = [market.prices[s].price if s in market.prices else None for s in symbols]
-    fee = [Decimal(repr(market.cost_bps[s])) / _BPS for s in symbols]
-    # Units, rounded down to 1e-8, as counts of 1e-8 units (exact Decimals are made only for
-    # the trades that remain).
-    buys = np.where(sol.solved[:, None], sol.buys, 0.0)
-    buy_steps = units_down(
-        buys.reshape(-1), np.repeat(batch.value, n), np.tile(np.arange(n), b_count), price_f, prices
-    ).reshape(b_count, n)
+    fees = [Decimal(repr(market.cost_bps[s])) / _BPS for s in symbols]
+    # Units, rounded down to 1e-8, as counts of 1e-8 units.
+    buys = np.where(sol.solved[:, None], sol.buys, 0.0).reshape(-1)
+    cells = np.flatnonzero(buys > 0)
+    buy_steps = np.zeros(b_count * n)
+    buy_steps[cells] = units_down(buys[cells], batch.value[cells // n], cells % n, price_f, prices)
+    buy_steps = buy_steps.reshape(b_count, n)
     whole = sol.sells >= batch.lot_held * (1 - 1e-12)  # the lot's own quantity is sold
-    sell_steps = units_down(
-        np.where(sol.solved[batch.lot_account] & ~whole, sol.sells, 0.0),
-        batch.value[batch.lot_account],
-        batch.lot_instrument,
+    part = np.flatnonzero(sol.solved[batch.lot_account] & ~whole & (sol.sells > 0))
+    sell_steps = np.zeros(sol.sells.size)
+    sell_steps[part] = units_down(
+        sol.sells[part],
+        batch.value[batch.lot_account[part]],
+        batch.lot_instrument[part],
         price_f,
         prices,
     )
     r_b, c_b = np.nonzero(buy_steps > 0)
-    buy_at = np.searchsorted(r_b, np.arange(b_count + 1))
-    k_s = np.flatnonzero((sell_steps > 0) | (whole & (sol.sells > 0)))
-    sell_at = np.searchsorted(batch.lot_account[k_s], np.arange(b_count + 1))
+    k_s = np.flatnonzero(
+        sol.solved[batch.lot_account] & ((sell_steps > 0) | (whole & (sol.sells > 0)))
+    )
+    book = _TradeBook(universe, batch, menus, prices, fees, k_s, sell_steps[k_s], whole[k_s],
+                      r_b, c_b, buy_steps[r_b, c_b])
+    dust_notes: dict[int, str] = {}
+    for a in np.flatnonzero(sol.solved).tolist():
+        if menus[a].min_trade_value > 0:
+            note = book.drop_dust(a, menus[a])
+            if note:
+                dust_notes[a] = note
+    book.price_all()
+    book.guard_min_cash(menus)
+
+    # Final weights, wash-sale flags, gains and costs per row, all at once.
+    t = book.final()
+    row, inst, sell = t["row"], t["inst"], t["sell"]
+    lots = k_s[t["lot"][sell]]
     b_final = np.zeros((b_count, n))
     s_final = np.zeros(batch.lot_account.size)
+    traded = t["qty_f"] * price_f[inst] / batch.value[row]
+    b_final[row[~sell], inst[~sell]] = traded[~sell]
+    s_final[lots] = np.minimum(batch.lot_weight[lots], traded[sell])
+    bought = np.zeros((b_count, len(builder.group_names)), dtype=bool)
+    bought[row[~sell], builder.group_of[inst[~sell]]] = True
+    gain_c = t["gain_c"]
+    sell_rows = row[sell]
+    disallowed = (gain_c[sell] < 0) & bought[sell_rows, builder.group_of[inst[sell]]]
+    short = batch.lot_short[lots]
+    harvested = batch.lot_tax[lots] < 0
+    st, lt, st_taxed, lt_taxed, tc = (np.zeros(b_count, np.int64) for _ in range(5))
+    g = gain_c[sell]
+    np.add.at(st, sell_rows[short], g[short])
+    np.add.at(lt, sell_rows[~short], g[~short])
+    taxed = ~disallowed
+    np.add.at(st_taxed, sell_rows[short & taxed], g[short & taxed])
+    np.add.at(lt_taxed, sell_rows[~short & taxed], g[~short & taxed])
+    np.add.at(tc, row, t["cost_c"])
+
+    # Tracking errors and objectives, before and after, for every row at once.
     gap_before = batch.holding - batch.model
     solved_gap = (
         gap_before
@@ -499,88 +510,120 @@ def _proposals(
             batch.lot_account * n + batch.lot_instrument, weights=sol.sells, minlength=b_count * n
         ).reshape(b_count, n)
     )
-    writer = _TradeWriter(universe, model, builder, batch, prices, fee, b_final, s_final, k_s)
-    drafts: list[tuple] = [()] * b_count
-    c_list, s_list = c_b.tolist(), k_s.tolist()
-    buy_counts, sell_counts = buy_steps[r_b, c_b].tolist(), sell_steps[k_s].tolist()
-    whole_list = whole[k_s].tolist()
-    refs = batch.lot_refs
-    scale = Decimal(1).scaleb(-8)
-    for a in np.flatnonzero(sol.solved).tolist():
-        b0, b1, s0, s1 = buy_at[a], buy_at[a + 1], sell_at[a], sell_at[a + 1]
-        account, custom = accounts[a], menus[a]
-        if b0 == b1 and s0 == s1:
-            drafts[a] = ((), _ZERO, _ZERO, _ZERO, _ZERO, account.cash - custom.withdrawal, ())
-            continue
-        buy_units = {c_list[j]: Decimal(int(buy_counts[j])) * scale for j in range(b0, b1)}
-        sell_units: dict[int, Decimal] = {}
-        for j in range(s0, s1):
-            k = s_list[j]
-            held = refs[k].quantity
-            qty = held if whole_list[j] else min(held, Decimal(int(sell_counts[j])) * scale)
-            if qty > 0:
-                sell_units[k] = qty
-        drafts[a] = writer.write(
-            a, account, custom, buy_units, sell_units, gap_before[a], solved_gap[a]
-        )
-
-    # Tracking errors and objectives, before and after, for every row at once.
     cov, k_risk = universe.cov, universe.risk_aversion
     sold = np.bincount(
         batch.lot_account * n + batch.lot_instrument, weights=s_final, minlength=b_count * n
     ).reshape(b_count, n)
     gap_after = gap_before + b_final - sold
-    var_before = np.einsum("bi,ij,bj->b", gap_before, cov, gap_before)
-    var_after = np.einsum("bi,ij,bj->b", gap_after, cov, gap_after)
+    var_before = np.sum((gap_before @ cov) * gap_before, axis=1)
+    var_after = np.sum((gap_after @ cov) * gap_after, axis=1)
     lot_cost = batch.lot_tax + universe.cost[batch.lot_instrument]
     f1 = (
         k_risk * var_after
         + b_final @ universe.cost
         + np.bincount(batch.lot_account, weights=lot_cost * s_final, minlength=b_count)
     )
-    f0 = (k_risk * var_before).tolist()
-    f1 = f1.tolist()
-    te_before = np.sqrt(np.maximum(var_before, 0.0)).tolist()
-    te_after = np.sqrt(np.maximum(var_after, 0.0)).tolist()
+    f0 = k_risk * var_before
+
+    # The trade table.
+    rows = np.flatnonzero(sol.solved)
+    position = np.cumsum(sol.solved) - 1
+    ids = pa.array([batch.account_ids[a] for a in rows.tolist()], pa.string())
+    flags = np.where(batch.model[row, inst] > 0, IN_MODEL, 0)
+    sell_flags = np.where(batch.sell_min[sell_rows, inst[sell]] > 0, FORCED, 0)
+    sell_flags |= np.where(batch.cash_budget[sell_rows] < 0, NEEDS_CASH, 0)
+    sell_flags |= np.where(harvested, HARVEST, 0) | np.where(disallowed, WASH, 0)
+    flags[sell] |= sell_flags
+    term = np.zeros(row.size, np.int8)
+    term[sell] = np.where(short, 0, 1)
+    sell_pa = pa.array(sell)
+    trades = pa.Table.from_arrays(
+        [
+            pa.DictionaryArray.from_arrays(pa.array(position[row].astype(np.int32)), ids),
+            pa.DictionaryArray.from_arrays(
+                pa.array(inst.astype(np.int32)), pa.array(symbols, pa.string())
+            ),
+            pa.DictionaryArray.from_arrays(pa.array(sell.astype(np.int8)), _SIDES),
+            book.ids_pa.take(pa.array(t["lot"], mask=~sell)),
+            t["qty"].cast(QUANTITY),
+            decimals(t["value_c"], 2),
+            decimals(t["cost_c"], 2),
+            pc.if_else(sell_pa, decimals(gain_c, 2), pa.scalar(None, MONEY)),
+            pa.DictionaryArray.from_arrays(pa.array(term, mask=~sell), _TERMS),
+            pa.array(flags.astype(np.uint8)),
+            pa.array(gap_before[row, inst]),
+            pa.array(solved_gap[row, inst]),
+        ],
+        schema=TRADE_SCHEMA,
+    )
+
+    # The summary, one row per solved row.
+    st_rate = np.array([m.tax.short_term_rate for m in menus], dtype=float)[rows]
+    lt_rate = np.array([m.tax.long_term_rate for m in menus], dtype=float)[rows]
+    tax = pc.add(_times_rate(st_taxed[rows], st_rate), _times_rate(lt_taxed[rows], lt_rate))
+    tax = pc.round(tax, 2, round_mode="half_to_even").cast(MONEY)
+    cash_after = pc.round(book.cash_after(rows), 2, round_mode="towards_zero").cast(MONEY)
     band = float(model.drift_band)
-    drifted = np.abs(gap_before) > band
-    proposals: list[Proposal] = []
-    no_trade_note = "no trades: no change is worth its tax and transaction cost"
-    for a in np.flatnonzero(sol.solved).tolist():
-        trades, st_gain, lt_gain, tax_cost, tc_total, cash_after, extra = drafts[a]
+    drifted = (np.abs(gap_before) > band) & sol.solved[:, None]
+    d_row, d_inst = np.nonzero(drifted)
+    drift = pa.ListArray.from_arrays(
+        pa.array(np.searchsorted(d_row, np.append(rows, b_count)).astype(np.int32)),
+        pa.StructArray.from_arrays(
+            [
+                pa.array([symbols[i] for i in d_inst.tolist()], pa.string()),
+                pa.array(gap_before[d_row, d_inst]),
+                pa.array(solved_gap[d_row, d_inst]),
+            ],
+            fields=list(DRIFT),
+        ),
+    )
+    notes = []
+    for a in rows.tolist():
         harvest = batch.harvest_notes[a]
-        notes = [*batch.notes[a], *([harvest] if harvest else []), *batch.limit_notes[a], *extra]
-        if drifted[a].any():
-            for i in np.flatnonzero(drifted[a]):
-                notes.append(
-                    f"{symbols[i]} was {gap_before[a, i]:+.1%} from its model weight "
-                    f"(drift band {band:.0%}); after trading "
-                    f"{solved_gap[a, i]:+.1%}"
-                )
-        if not trades:
-            notes.append(no_trade_note)
-        account = accounts[a]
-        proposals.append(
-            _construct(
-                Proposal,
-                account_id=account.account_id,
-                model_id=model.model_id,
-                as_of=as_of,
-                trades=trades,
-                realized_short_term=st_gain,
-                realized_long_term=lt_gain,
-                tax_cost=tax_cost.quantize(CENT, rounding=ROUND_HALF_EVEN),
-                transaction_cost=tc_total,
-                cash_after=cash_after.quantize(CENT, rounding=ROUND_DOWN),
-                tracking_error_before=te_before[a],
-                tracking_error_after=te_after[a],
-                objective_no_trade=f0[a],
-                objective=f1[a],
-                needs_approval=account.mode == "advisory",
-                notes=tuple(notes),
-            )
+        extra = dust_notes.get(a)
+        notes.append(
+            [*batch.notes[a], *([harvest] if harvest else []), *batch.limit_notes[a],
+             *([extra] if extra else [])]
         )
-    return proposals
+    count = rows.size
+    summary = pa.Table.from_arrays(
+        [
+            ids,
+            pa.array([model.model_id] * count, pa.string()),
+            pa.array([as_of] * count, pa.date32()),
+            pa.array(np.bincount(position[row], minlength=count).astype(np.int32)),
+            decimals(st[rows], 2),
+            decimals(lt[rows], 2),
+            tax,
+            decimals(tc[rows], 2),
+            cash_after,
+            pa.array(np.sqrt(np.maximum(var_before, 0.0))[rows]),
+            pa.array(np.sqrt(np.maximum(var_after, 0.0))[rows]),
+            pa.array(f0[rows]),
+            pa.array(f1[rows]),
+            pa.array(batch.advisory[rows]),
+            pa.array(st_rate),
+            pa.array(lt_rate),
+            pa.array([f"{model.max_position_weight:.0%}"] * count, pa.string()),
+            pa.array(np.full(count, band)),
+            pa.array(notes, pa.list_(pa.string())),
+            drift,
+        ],
+        schema=SUMMARY_SCHEMA,
+    )
+    return trades, summary
+
+
+_SIDES = pa.array(["buy", "sell"], pa.string())
+_TERMS = pa.array(["short", "long"], pa.string())
+
+
+def _times_rate(cents: np.ndarray, rates: np.ndarray) -> pa.Array:
+    """``cents / 100 * Decimal(repr(rate))`` per row, exact (decimal256)."""
+    uniq, inverse = np.unique(rates, return_inverse=True)
+    exact = fixed([Decimal(repr(float(r))) for r in uniq], "tax rate").take(pa.array(inverse))
+    exact = exact.cast(pa.decimal256(exact.type.precision, exact.type.scale))
+    return pc.multiply(decimals(cents, 2).cast(pa.decimal256(20, 2)), exact)
 
 
 _ZERO = Decimal(0)
@@ -613,267 +656,344 @@ def units_down(
     return steps
 
 
-class _TradeWriter:
-    """Turns one account's unit trades into ``Trade`` objects with their reasons, and records
-    the final weights (after rounding and trimming) in ``b_final`` / ``s_final``."""
+def _fits(a: np.ndarray, b) -> np.ndarray:
+    """Where the int64 product ``a * b`` is certainly exact (|a b| <= 2**62, checked in floats
+    whose relative error is far below the factor 2 of margin)."""
+    return np.abs(np.asarray(a, float)) * np.abs(np.asarray(b, float)) <= 2.0**62
 
-    def __init__(
-        self, universe, model, builder, batch, prices, fee, b_final, s_final, sold
-    ) -> None:
-        self.u, self.builder, self.batch = universe, builder, batch
-        # Per lot that may be sold: (instrument, short-term, harvested loss, lot id, most
-        # that may be sold), as Python values (numpy scalars cost more one at a time).
-        self.lot_info = dict(
-            zip(
-                sold.tolist(),
-                zip(
-                    batch.lot_instrument[sold].tolist(),
-                    batch.lot_short[sold].tolist(),
-                    (batch.lot_tax[sold] < 0).tolist(),
-                    batch.lot_ids[sold].tolist(),
-                    batch.lot_weight[sold].tolist(),
-                    strict=True,
-                ),
-                strict=True,
+
+def _scaled(exact: pa.Array, approx: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """``exact`` (decimals) as int64 counts of ``10**-scale``, and where that is exact: rounded
+    from the floats ``approx`` and checked against ``exact``."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.round(approx * 10.0**scale)
+    fits = np.abs(scaled) < 2.0**62
+    units = np.where(fits, scaled, 0).astype(np.int64)
+    if not len(exact):
+        return units, fits
+    same = pc.equal(decimals(units, scale).cast(exact.type), exact)
+    return units, fits & same.to_numpy(zero_copy_only=False)
+
+
+def _div_half_even(x: np.ndarray, d: int) -> np.ndarray:
+    """``x / d`` rounded half-even, exactly, for int64 ``x`` and 0 < ``d`` < 2**62."""
+    q, r = np.divmod(x, d)
+    up = (2 * r > d) | ((2 * r == d) & (q % 2 == 1))
+    return q + up
+
+
+class _TradeBook:
+    """The candidate trades of a batch as flat columns, in proposal order (row by row: sells
+    by lot id, then buys by instrument): row, instrument, side, sold lot (index into ``k_s``),
+    quantity as a count of 1e-8 units or the whole lot, and whether the trade is kept.
+
+    Money is exact: value = quantity x price and cost = value x fee, each rounded half-even to
+    the cent, realized gain = quantity x (price - cost basis) rounded half-even to the cent,
+    computed with Arrow decimals on whole columns and held as int64 cents.
+    """
+
+    def __init__(self, universe, batch, menus, prices, fees, k_s, sell_steps, sell_whole,
+                 r_b, c_b, buy_steps) -> None:
+        self.u, self.batch, self.prices, self.fees = universe, batch, prices, fees
+        self.menus, self.k_s = menus, k_s
+        self._base: pa.Array | None = None
+        self.price_pa = fixed([p if p is not None else _ZERO for p in prices], "prices")
+        self.fee_pa = fixed(fees, "cost_bps")
+        self.lot_qty, self.lot_basis = batch.exact_lots(k_s)
+        self.lot_qty_f = self.lot_qty.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        self._integers()
+        n_s, n_b = k_s.size, r_b.size
+        row = np.concatenate([batch.lot_account[k_s], r_b]).astype(np.int64)
+        sell = np.concatenate([np.ones(n_s, bool), np.zeros(n_b, bool)])
+        inst = np.concatenate([batch.lot_instrument[k_s], c_b]).astype(np.int64)
+        lot = np.concatenate([np.arange(n_s), np.full(n_b, -1)]).astype(np.int64)
+        steps = np.concatenate([sell_steps, buy_steps]).astype(np.int64)
+        whole = np.concatenate([sell_whole, np.zeros(n_b, bool)])
+        # A partial sale of at least the lot is the whole lot.
+        partial = np.flatnonzero(~sell_whole)
+        steps_p = sell_steps[partial].astype(np.int64)
+        whole[partial[self.lot_q8_ok[partial] & (steps_p >= self.lot_q8[partial])]] = True
+        fine = np.flatnonzero(~self.lot_q8_ok[partial])  # lots finer than 1e-8
+        if fine.size:
+            over = pc.greater_equal(
+                decimals(steps_p[fine], 8).cast(QUANTITY),
+                self.lot_qty.take(pa.array(partial[fine])),
             )
-        )
-        self.prices, self.fee = prices, fee
-        self.b_final, self.s_final = b_final, s_final
-        self.groups = builder.group_of.tolist()
-        self.cap_text = f"{model.max_position_weight:.0%}"
-        self.rates: dict[tuple[float, float], dict[bool, tuple[str, Decimal]]] = {}
+            whole[partial[fine[over.to_numpy(zero_copy_only=False)]]] = True
+        # Proposal order: lots sorted by id within a row.
+        self.ids_pa = pa.array(batch.lot_ids[k_s], pa.string())
+        rank = np.arange(n_s + n_b)
+        if n_s > 1:
+            by_id = pc.sort_indices(
+                pa.table({"row": row[:n_s], "id": self.ids_pa}),
+                sort_keys=[("row", "ascending"), ("id", "ascending")],
+            ).to_numpy()
+            rank[by_id] = np.arange(n_s)
+        order = np.lexsort((rank, ~sell, row))
+        self.row, self.sell, self.inst, self.lot = row[order], sell[order], inst[order], lot[order]
+        self.steps, self.whole = steps[order], whole[order]
+        self.keep = np.ones(order.size, bool)
+        self.start = np.searchsorted(self.row, np.arange(len(batch) + 1))
+        self.value_c = self.cost_c = self.gain_c = np.zeros(order.size, np.int64)
+
+    # -- exact quantities and money ----------------------------------------------------------
+
+    def qty(self, idx: np.ndarray) -> pa.Array:
+        """Exact quantities of trades ``idx`` (decimal, as narrow as exact)."""
+        units = decimals(self.steps[idx], 8)
+        whole = self.whole[idx]
+        if not whole.any():
+            return fit(units, (8,))
+        lot_qty = self.lot_qty.take(pa.array(np.where(whole, self.lot[idx], 0)))
+        return fit(pc.if_else(pa.array(whole), lot_qty, units.cast(QUANTITY)), (8, 18))
+
+    def _integers(self) -> None:
+        """The exact integers of the fast path: prices, fees, lot quantities and cost bases
+        as int64 counts of ``10**-scale`` (None where a scale would not fit int64)."""
+        sp, sf = self.price_pa.type.scale, self.fee_pa.type.scale
+        self.p_int = units_of(self.price_pa, sp) if sp <= 12 else None
+        self.f_int = units_of(self.fee_pa, sf) if sf <= 17 else None
+        self.sp, self.sf = sp, sf
+        self.fee_f = np.array([float(f) for f in self.fees])  # correctly rounded
+        # Lot quantities that are multiples of 1e-8, as counts of 1e-8 (guessed from floats,
+        # then checked exactly).
+        self.lot_q8, self.lot_q8_ok = _scaled(self.lot_qty, self.lot_qty_f, 8)
+        # Cost bases at the smallest of a few scales that holds them all.
+        self.b_int, self.sb = None, 0
+        basis_f = self.lot_basis.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        for sb in (2, 4, 6, 8):
+            scaled = basis_f * 10.0**sb
+            if np.abs(scaled - np.round(scaled)).max(initial=0.0) > 1e-3:
+                continue
+            b_int, exact = _scaled(self.lot_basis, basis_f, sb)
+            if exact.all():
+                self.b_int, self.sb = b_int, sb
+                break
+
+    def _q8(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantities of trades ``idx`` as counts of 1e-8, and where that is exact."""
+        q8 = self.steps[idx].copy()
+        ok = np.ones(idx.size, bool)
+        whole = self.whole[idx]
+        lots = self.lot[idx][whole]
+        q8[whole] = self.lot_q8[lots]
+        ok[whole] = self.lot_q8_ok[lots]
+        return q8, ok
+
+    def money(self, idx: np.ndarray):
+        """(value, cost, realized gain) in int64 cents of trades ``idx`` (gain 0 for buys).
+
+        In int64 where the products provably fit (the common case), else in Arrow decimals;
+        the same exact definition either way.
+        """
+        value_c = np.zeros(idx.size, np.int64)
+        cost_c = np.zeros(idx.size, np.int64)
+        gain_c = np.zeros(idx.size, np.int64)
+        done = np.zeros(idx.size, bool)
+        if self.p_int is not None and idx.size:
+            q8, ok = self._q8(idx)
+            inst = self.inst[idx]
+            price = self.p_int[inst]
+            ok &= _fits(q8, price)
+            v = _div_half_even(np.where(ok, q8 * price, 0), 10 ** (6 + self.sp))
+            if self.f_int is not None:
+                fee = self.f_int[inst]
+                ok &= _fits(v, fee)
+                c = _div_half_even(np.where(ok, v * fee, 0), 10**self.sf)
+            else:
+                # Fees of many digits: cents x fee in floats (one rounding of exact operands:
+                # relative error < 3e-16) is rounded right unless within 1e-15 of a half cent;
+                # those few (and exact ties) take the decimal path.
+                vf = v.astype(float)
+                cf = vf * self.fee_f[inst]
+                ok &= (np.abs(vf) < 2.0**52) & (
+                    np.abs(cf - np.floor(cf) - 0.5) > np.abs(cf) * 1e-15
+                )
+                c = np.rint(cf).astype(np.int64)
+            sell = self.sell[idx]
+            if sell.any():
+                if self.b_int is None:
+                    ok &= ~sell
+                else:
+                    sg = max(self.sp, self.sb)
+                    at = np.flatnonzero(sell)
+                    p_g = price[at] * 10 ** (sg - self.sp)
+                    b_g = self.b_int[self.lot[idx][at]] * 10 ** (sg - self.sb)
+                    diff = p_g - b_g
+                    good = ok[at] & _fits(q8[at], diff) & _fits(price[at], 10 ** (sg - self.sp))
+                    good &= _fits(self.b_int[self.lot[idx][at]], 10 ** (sg - self.sb))
+                    g = _div_half_even(np.where(good, q8[at] * diff, 0), 10 ** (6 + sg))
+                    gain_c[at] = g
+                    ok[at] &= good
+            value_c, cost_c, done = np.where(ok, v, 0), np.where(ok, c, 0), ok
+        rest = np.flatnonzero(~done)
+        if rest.size:
+            v, c, g = self._money_decimal(idx[rest])
+            value_c[rest], cost_c[rest], gain_c[rest] = v, c, g
+        return value_c, cost_c, gain_c
+
+    def _money_decimal(self, idx: np.ndarray):
+        """``money`` in Arrow decimals (any size and scale)."""
+        qty = self.qty(idx)
+        inst = pa.array(self.inst[idx])
+        price = self.price_pa.take(inst)
+        value = mul_round(qty, price)
+        cost = mul_round(fit(value, (2,)), self.fee_pa.take(inst))
+        gain_c = np.zeros(idx.size, np.int64)
+        sell = self.sell[idx]
+        if sell.any():
+            at = pa.array(np.flatnonzero(sell))
+            basis = self.lot_basis.take(pa.array(self.lot[idx][sell]))
+            per_unit = fit(pc.subtract(price.take(at), fit(basis, (8, 18))), (8, 18))
+            gain_c[sell] = units_of(mul_round(qty.take(at), per_unit))
+        return units_of(value), units_of(cost), gain_c
+
+    def price_all(self) -> None:
+        """Money of every candidate trade."""
+        idx = np.arange(self.row.size)
+        self.value_c, self.cost_c, self.gain_c = self.money(idx)
+
+    def flows(self) -> np.ndarray:
+        """Net cash (cents) of each row's kept trades: sells bring value - cost, buys take
+        value + cost."""
+        flow = np.where(self.sell, self.value_c - self.cost_c, -(self.value_c + self.cost_c))
+        out = np.zeros(len(self.batch), np.int64)
+        np.add.at(out, self.row[self.keep], flow[self.keep])
+        return out
+
+    def cash_after(self, rows: np.ndarray) -> pa.Array:
+        """Exact cash after trading of ``rows``: cash - withdrawal + net flows."""
+        if self._base is None:
+            base = fit(pa.array(self.batch.cash_exact, QUANTITY), (18,))
+            withdrawals = [m.withdrawal for m in self.menus]
+            if any(withdrawals):
+                base = fit(pc.subtract(base, fit(pa.array(withdrawals, QUANTITY), (18,))), (18,))
+            self._base = base
+        flows = fit(decimals(self.flows()[rows], 2), (2,))
+        return pc.add(self._base.take(pa.array(rows)), flows)
+
+    # -- the rules applied account by account (few accounts) -------------------------------
+
+    def _exact(self, j: int) -> Decimal:
+        if self.whole[j]:
+            return self.lot_qty[int(self.lot[j])].as_py()
+        return Decimal(int(self.steps[j])).scaleb(-8)
 
     def _value_cost(self, i: int, qty: Decimal) -> tuple[Decimal, Decimal]:
-        v = (qty * self.prices[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
-        return v, (v * self.fee[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        v = EXACT.multiply(qty, self.prices[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        return v, EXACT.multiply(v, self.fees[i]).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
-    def write(self, a, account, custom, buy_units, sell_units, gap_before, solved_gap):
-        """``(trades, ST gain, LT gain, tax cost, cost, cash after, notes)`` of row ``a``."""
-        batch, prices, u = self.batch, self.prices, self.u
-        notes: list[str] = []
-        if custom.min_trade_value > 0:
-            buy_units, sell_units = self._drop_dust(a, custom, buy_units, sell_units, notes)
-        value_cost, info = self._value_cost, self.lot_info
-        buy_vc = {i: value_cost(i, q) for i, q in buy_units.items()}
-        sell_vc = {k: value_cost(info[k][0], q) for k, q in sell_units.items()}
-        cash_after = (
-            account.cash
-            - custom.withdrawal
-            + sum([v - c for v, c in sell_vc.values()], _ZERO)
-            - sum([v + c for v, c in buy_vc.values()], _ZERO)
-        )
-        # Rounding (units down, costs to the cent) must never take cash below the minimum:
-        # trim the largest buys by the shortfall.
-        if cash_after < custom.min_cash:
-            for i in sorted(buy_units, key=lambda i: -buy_vc[i][0]):
-                short = custom.min_cash - cash_after
-                if short <= 0:
-                    break
-                cut = (short * 2 / prices[i]).quantize(
-                    QUANTITY_STEP, rounding=ROUND_UP
-                ) + QUANTITY_STEP
-                v, c = buy_vc.pop(i)
-                cash_after += v + c
-                buy_units[i] = max(_ZERO, buy_units[i] - cut)
-                if buy_units[i] == 0:
-                    del buy_units[i]
-                else:
-                    buy_vc[i] = value_cost(i, buy_units[i])
-                    cash_after -= sum(buy_vc[i])
-        # No buy left to trim (a cash need met by sales alone): sell a little more of the
-        # largest sales, within their lots.
-        if cash_after < custom.min_cash:
-            refs = batch.lot_refs
-            for k in sorted(sell_units, key=lambda k: -sell_vc[k][0]):
-                short = custom.min_cash - cash_after
-                if short <= 0:
-                    break
-                i = info[k][0]
-                more = (short * 2 / prices[i]).quantize(
-                    QUANTITY_STEP, rounding=ROUND_UP
-                ) + QUANTITY_STEP
-                qty = min(refs[k].quantity, sell_units[k] + more)
-                if qty > sell_units[k]:
-                    v, c = sell_vc[k]
-                    sell_units[k], sell_vc[k] = qty, value_cost(i, qty)
-                    cash_after += sell_vc[k][0] - sell_vc[k][1] - (v - c)
-        value = float(batch.value[a])
-        b_row = self.b_final[a]
-        for i, qty in buy_units.items():
-            b_row[i] = float(qty * prices[i]) / value
-        s_final = self.s_final
-        for k, qty in sell_units.items():
-            i, _, _, _, most = info[k]
-            s_final[k] = min(most, float(qty * prices[i]) / value)
+    def _set_qty(self, j: int, qty: Decimal) -> None:
+        if self.sell[j] and qty == self._exact_lot(j):
+            self.whole[j] = True
+        else:
+            self.whole[j] = False
+            self.steps[j] = int(qty.scaleb(8))
 
-        groups, symbols = self.groups, u.symbols
-        bought_groups = {groups[i] for i in buy_units}
-        gap_b = gap_before.tolist()
-        target = batch.model[a].tolist()
-        forced = batch.sell_min[a].tolist()
-        needs_cash = batch.cash_budget[a] < 0
-        rate_key = (custom.tax.short_term_rate, custom.tax.long_term_rate)
-        rate_of = self.rates.get(rate_key)
-        if rate_of is None:
-            rate_of = self.rates[rate_key] = {
-                True: ("short", Decimal(repr(rate_key[0]))),
-                False: ("long", Decimal(repr(rate_key[1]))),
-            }
-        why_of: dict[int, tuple[str, str]] = {}
-        trades: list[Trade] = []
-        st_gain = lt_gain = tax_cost = tc_total = _ZERO
-        refs = batch.lot_refs
-        for k in sorted(sell_units, key=lambda k: info[k][3]):
-            qty = sell_units[k]
-            i, is_short, harvested, lot_id, _ = info[k]
-            trade_value, cost = sell_vc[k]
-            gain = (qty * (prices[i] - refs[k].cost_basis)).quantize(CENT, rounding=ROUND_HALF_EVEN)
-            term, rate = rate_of[is_short]
-            disallowed = gain < 0 and groups[i] in bought_groups
-            if is_short:
-                st_gain += gain
-            else:
-                lt_gain += gain
-            if not disallowed:
-                tax_cost += gain * rate
-            tc_total += cost
-            why = why_of.get(i)
-            if why is None:
-                why = why_of[i] = self._sell_reasons(
-                    i, symbols[i], forced[i], needs_cash, gap_b[i], target[i]
-                )
-            if harvested:
-                middle = (
-                    f"harvests a {term}-term loss of {-gain} (saves about "
-                    f"{(-gain * rate).quantize(CENT)}); "
-                )
-            elif disallowed:
-                middle = "loss disallowed (wash sale with today's purchase of its group); "
-            else:
-                middle = ""
-            trades.append(
-                _trade(
-                    symbols[i],
-                    "sell",
-                    qty,
-                    trade_value,
-                    cost,
-                    lot_id,
-                    gain,
-                    term,
-                    f"{why[0]}{middle}{why[1]}lot picked for least tax per unit ({term}-term, "
-                    f"gain {gain})",
-                )
-            )
-        gap_a = solved_gap.tolist() if buy_units else gap_b
-        for i in sorted(buy_units):
-            sym = symbols[i]
-            trade_value, cost = buy_vc[i]
-            tc_total += cost
-            if gap_b[i] < 0 and target[i] > 0:
-                reason = (
-                    f"{sym} is {-gap_b[i] * 1e4:.0f} bp under its model weight "
-                    f"({gap_a[i] * 1e4:+.0f} bp after): closing the gap lowers tracking "
-                    "error by more than it costs"
-                )
-            else:
-                reason = (
-                    f"{sym} stands in for exposure the account cannot hold as modelled "
-                    "(restricted, screened or wash-sale locked): lowers tracking error"
-                )
-            trades.append(
-                _trade(sym, "buy", buy_units[i], trade_value, cost, None, None, None, reason)
-            )
-        return tuple(trades), st_gain, lt_gain, tax_cost, tc_total, cash_after, notes
+    def _exact_lot(self, j: int) -> Decimal:
+        return self.lot_qty[int(self.lot[j])].as_py()
 
-    def _sell_reasons(self, i, sym, forced, needs_cash, gap, target) -> tuple[str, str]:
-        """The reasons shared by every lot sold of instrument ``i``: before and after the lot's
-        own (the tax it realizes)."""
-        head = []
-        if forced > 0:
-            head.append(f"brings {sym} under the {self.cap_text} position limit; ")
-        if needs_cash:
-            head.append("raises cash for the withdrawal / minimum cash; ")
-        tail = []
-        if gap > 0:
-            tail.append(f"{sym} is {gap * 1e4:.0f} bp over its model weight; ")
-            if target == 0:
-                tail.append("not in this account's model (substituted, screened or not approved); ")
-        return "".join(head), "".join(tail)
-
-    def _drop_dust(self, a, custom, buy_units, sell_units, notes):
-        """Trades worth less than ``min_trade_value`` dropped, if the rest stays feasible."""
-        batch, prices, u = self.batch, self.prices, self.u
-        lot_inst = batch.lot_instrument
-        keep_b = {i: q for i, q in buy_units.items() if q * prices[i] >= custom.min_trade_value}
-        keep_s = {
-            k: q for k, q in sell_units.items() if q * prices[lot_inst[k]] >= custom.min_trade_value
-        }
-        if len(keep_b) + len(keep_s) == len(buy_units) + len(sell_units):
-            return buy_units, sell_units
+    def drop_dust(self, a: int, custom: Customizations) -> str | None:
+        """Drop row ``a``'s trades worth less than ``min_trade_value`` if the rest stays
+        feasible; the note saying so, or None."""
+        batch, u = self.batch, self.u
+        js = [j for j in range(self.start[a], self.start[a + 1]) if self.keep[j]]
+        qty = {j: self._exact(j) for j in js}
+        small = [j for j in js
+                 if EXACT.multiply(qty[j], self.prices[self.inst[j]]) < custom.min_trade_value]
+        if not small:
+            return None
         p = batch.problem(a)
         first = int(batch.lot_start[a])
         value = float(batch.value[a])
         buys = np.zeros(u.n)
         sells = np.zeros(len(p.lot_ids))
-        for i, qty in keep_b.items():
-            buys[i] = float(qty * prices[i]) / value
-        for k, qty in keep_s.items():
-            sells[k - first] = min(
-                p.lot_weight[k - first], float(qty * prices[lot_inst[k]]) / value
-            )
+        for j in js:
+            if j in small:
+                continue
+            worth = float(EXACT.multiply(qty[j], self.prices[self.inst[j]])) / value
+            if self.sell[j]:
+                k = int(self.k_s[self.lot[j]]) - first
+                sells[k] = min(p.lot_weight[k], worth)
+            else:
+                buys[self.inst[j]] = worth
         if max(violations(u, p, buys, sells).values()) > FEASIBILITY_TOL:
-            return buy_units, sell_units
-        dropped = len(buy_units) + len(sell_units) - len(keep_b) - len(keep_s)
-        notes.append(f"{dropped} trade(s) under {custom.min_trade_value} dropped")
-        return keep_b, keep_s
+            return None
+        self.keep[small] = False
+        return f"{len(small)} trade(s) under {custom.min_trade_value} dropped"
 
+    def guard_min_cash(self, menus: list[Customizations]) -> None:
+        """Rounding (units down, money to the cent) must never take cash below the minimum.
 
-_SELL_SET = frozenset(Trade.model_fields)
-_BUY_SET = _SELL_SET - {"lot_id", "realized_gain", "term"}
-_set = object.__setattr__
+        Cash after trading is checked exactly for every row at once; a row that falls short
+        gets its largest buys trimmed by the shortfall and, with no buy left to trim, a little
+        more of its largest sales sold, within their lots.
+        """
+        rows = np.flatnonzero(self.start[1:] > self.start[:-1])
+        if not rows.size:
+            return
+        after = self.cash_after(rows)
+        floor = fit(pa.array([menus[a].min_cash for a in rows.tolist()], QUANTITY), (18,))
+        short = pc.less(after, floor).to_numpy(zero_copy_only=False)
+        changed = []
+        for r in np.flatnonzero(short).tolist():
+            a = int(rows[r])
+            cash = after[r].as_py()
+            self._trim(a, menus[a], cash)
+            changed.append(np.arange(self.start[a], self.start[a + 1]))
+        if changed:
+            idx = np.concatenate(changed)
+            v, c, g = self.money(idx)
+            self.value_c[idx], self.cost_c[idx], self.gain_c[idx] = v, c, g
 
+    def _trim(self, a: int, custom: Customizations, cash_after: Decimal) -> None:
+        js = [j for j in range(self.start[a], self.start[a + 1]) if self.keep[j]]
+        cents = Decimal(1).scaleb(-2)
+        vc = {j: (Decimal(int(self.value_c[j])) * cents, Decimal(int(self.cost_c[j])) * cents)
+              for j in js}
+        buys = [j for j in js if not self.sell[j]]
+        for j in sorted(buys, key=lambda j: (-vc[j][0], self.inst[j])):
+            short = custom.min_cash - cash_after
+            if short <= 0:
+                break
+            i = int(self.inst[j])
+            cut = EXACT.divide(short * 2, self.prices[i]).quantize(
+                QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
+            v, c = vc.pop(j)
+            cash_after += v + c
+            left = max(_ZERO, self._exact(j) - cut)
+            if left == 0:
+                self.keep[j] = False
+            else:
+                self._set_qty(j, left)
+                v, c = self._value_cost(i, left)
+                cash_after -= v + c
+        sells = [j for j in js if self.sell[j]]
+        for j in sorted(sells, key=lambda j: (-vc[j][0], self.lot[j])):
+            short = custom.min_cash - cash_after
+            if short <= 0:
+                break
+            i = int(self.inst[j])
+            more = EXACT.divide(short * 2, self.prices[i]).quantize(
+                QUANTITY_STEP, rounding=ROUND_UP) + QUANTITY_STEP
+            now = self._exact(j)
+            qty = min(self._exact_lot(j), now + more)
+            if qty > now:
+                v, c = vc[j]
+                self._set_qty(j, qty)
+                v2, c2 = self._value_cost(i, qty)
+                cash_after += v2 - c2 - (v - c)
 
-def _trade(symbol, side, quantity, value, cost, lot_id, realized_gain, term, reason) -> Trade:
-    """A ``Trade`` from values computed here (as ``_construct``, specialised: the hot path)."""
-    obj = Trade.__new__(Trade)
-    _set(
-        obj,
-        "__dict__",
-        {
-            "symbol": symbol,
-            "side": side,
-            "quantity": quantity,
-            "value": value,
-            "cost": cost,
-            "lot_id": lot_id,
-            "realized_gain": realized_gain,
-            "term": term,
-            "reason": reason,
-        },
-    )
-    _set(obj, "__pydantic_fields_set__", set(_SELL_SET if lot_id is not None else _BUY_SET))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
-
-
-_DEFAULTS: dict[type, dict] = {}
-
-
-def _construct(cls, **values):
-    """A pydantic model from values this module computed and already trusts.
-
-    Same semantics as ``cls.model_construct`` (no validation) without its per-call overhead,
-    which dominated proposals with dozens of lot trades.
-    """
-    obj = cls.__new__(cls)
-    defaults = _DEFAULTS.get(cls)
-    if defaults is None:
-        defaults = _DEFAULTS[cls] = {name: f.default for name, f in cls.model_fields.items()}
-    data = {**defaults, **values}
-    object.__setattr__(obj, "__dict__", data)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+    def final(self) -> dict[str, np.ndarray | pa.Array]:
+        """The kept trades: their columns, exact quantities (and as floats) and money."""
+        idx = np.flatnonzero(self.keep)
+        q8, exact = self._q8(idx)
+        qty = decimals(q8, 8) if exact.all() else self.qty(idx)
+        whole = self.whole[idx]
+        qty_f = self.steps[idx] * 1e-8
+        qty_f[whole] = self.lot_qty_f[self.lot[idx][whole]]
+        return {
+            "row": self.row[idx], "inst": self.inst[idx], "sell": self.sell[idx],
+            "lot": self.lot[idx], "qty": qty, "qty_f": qty_f, "value_c": self.value_c[idx],
+            "cost_c": self.cost_c[idx], "gain_c": self.gain_c[idx],
+        }

@@ -270,10 +270,3 @@ class AccountError(_Frozen):
     account_id: str
     field: str
     reason: str
-
-
-class BatchResult(_Frozen):
-    """Proposals for the accounts that could be optimized and errors for those skipped."""
-
-    proposals: tuple[Proposal, ...]
-    errors: tuple[AccountError, ...]
