@@ -565,11 +565,23 @@ class AccountBook:
         for new, old in enumerate(rows.tolist()):
             if old in self.errors:
                 errors[new] = self.errors[old]
+        # Only the menus these accounts use travel with them (a one-account book of a large
+        # firm would otherwise carry, and plan, every advisor's menu).
+        menu = self.menu_index[rows]
+        used, new_menu = np.unique(menu[menu >= 0], return_inverse=True)
+        remapped = np.full(rows.size, -1, np.int64)
+        remapped[menu >= 0] = new_menu
+        accounts = self.accounts.take(pa.array(rows))
+        accounts = accounts.set_column(
+            accounts.column_names.index("menu"),
+            "menu",
+            pa.array(np.where(remapped < 0, None, remapped).tolist(), pa.int32()),
+        )
         return AccountBook(
-            self.accounts.take(pa.array(rows)),
+            accounts,
             lots,
             holdings,
-            self.menus,
+            [self.menus[m] for m in used.tolist()],
             _source=[self._source[r] for r in rows.tolist()] if self._source is not None else None,
             _errors=errors,
         )

@@ -148,6 +148,31 @@ def test_a_book_gets_what_its_accounts_get(synthetic):
         _same_problem(solved.problem, from_list.solved[account_id].problem)
 
 
+def test_a_part_of_a_book_carries_only_its_menus(synthetic):
+    model, market, accounts, customs, trades = synthetic
+    book, _ = make_book(model, market, 40, seed=33)
+    rows = [17, 0, 3]
+    part = book.take(rows)
+    assert [part.menu(k) for k in range(len(rows))] == [book.menu(r) for r in rows]
+    assert len(part.menus) == len({id(book.menu(r)) for r in rows}) < len(book.menus)
+    _assert_same_proposals(
+        engine.run_engine(model, part, market, None, trades).result.proposals,
+        [p for r in rows for p in engine.run_engine(
+            model, [accounts[r]], market, customs, trades).result.proposals],
+    )
+
+
+def test_a_cost_basis_with_more_than_18_decimals_is_kept_to_18(model, market):
+    basis = Decimal("90.1234567890123456789919159")  # a division result, as the keeper makes
+    book = AccountBook.from_accounts([make_account({"USA": [("400", "90", 800)]})])
+    lot = book.account(0).lots[0]
+    priced = lot.model_copy(update={"cost_basis": basis})
+    account = book.account(0).model_copy(update={"lots": (priced,)})
+    kept = AccountBook.from_accounts([account]).lots.column("cost_basis")[0].as_py()
+    assert kept == Decimal("90.123456789012345679")
+    assert engine.optimize_accounts(model, [account], market).errors == ()
+
+
 def test_customizations_given_with_a_book_replace_its_menus(synthetic):
     model, market, accounts, customs, trades = synthetic
     book, _ = make_book(model, market, 6, seed=33)
