@@ -272,20 +272,20 @@ def _engine_day(model, market0, symbols, books, customs, rates, due, day, px, co
                     household_id=str(a), account_id=str(a), symbol=symbols[i], side=side,
                     quantity=Decimal(1), trade_date=dt.date.fromordinal(d),
                     realized_gain=Decimal(f"{gain:.2f}") if side == "sell" else None))
-    result = optimize_accounts(model, book, market, None, history, day)
+    trades = optimize_accounts(model, book, market, None, history, day).trades
+    if trades.num_rows == 0:
+        return
     index = {s: i for i, s in enumerate(symbols)}
-    for proposal in result.proposals:
-        a = int(proposal.account_id)
-        account = books[a]
-        for trade in proposal.trades:
-            i = index[trade.symbol]
-            if trade.side == "sell":
-                account.sell_lot(int(trade.lot_id), float(trade.quantity), px[i], cost[i],
-                                 ordinal, rates[a], cutoff)
-        for trade in proposal.trades:
-            if trade.side == "buy":
-                i = index[trade.symbol]
-                account.buy(i, float(trade.quantity), px[i], cost[i], ordinal)
+    columns = trades.select(["account_id", "symbol", "side", "lot_id", "quantity"]).to_pydict()
+    rows = list(zip(*columns.values(), strict=True))
+    for account_id, symbol, side, lot_id, qty in rows:  # sells first: they fund the buys
+        if side == "sell":
+            a, i = int(account_id), index[symbol]
+            books[a].sell_lot(int(lot_id), float(qty), px[i], cost[i], ordinal, rates[a], cutoff)
+    for account_id, symbol, side, _, qty in rows:
+        if side == "buy":
+            a, i = int(account_id), index[symbol]
+            books[a].buy(i, float(qty), px[i], cost[i], ordinal)
 
 
 def _day_book(symbols, books, customs, due) -> AccountBook:

@@ -552,6 +552,13 @@ class BatchSolver:
             pos = (kn[:, :, 1:] - kn[:, :, :-1]) > 0
             left_of = pos & (kn[:, :, 1:] <= x[:, :, None] + _TOL)
             right_of = pos & (kn[:, :, :-1] >= x[:, :, None] - _TOL)
+            # An interval narrower than the tolerance (a sliver of a lot) is on one side only:
+            # the side its midpoint is on.
+            both = left_of & right_of
+            if both.any():
+                past_mid = 2 * x[:, :, None] >= kn[:, :, 1:] + kn[:, :, :-1]
+                left_of &= ~both | past_mid
+                right_of &= ~both | ~past_mid
             left = _masked_reduce(np.maximum, left_of, comb, -np.inf)
             right = _masked_reduce(np.minimum, right_of, comb, np.inf)
             want_left = ~fr & (-grad < left - _DUAL_TOL)

@@ -333,3 +333,24 @@ def test_harvest_pass_is_warm_started_and_still_exact():
     buys, sells, _ = solve_reference(run.universe, p)
     f_star = objective(run.universe, p, buys, sells)
     assert objective(run.universe, p, solved.buys, solved.sells) == pytest.approx(f_star, abs=1e-10)
+
+
+def test_a_sliver_of_a_lot_does_not_stop_the_certificate():
+    """An account at its model with a lot sliver (1e-9 units, 1e-12 of the account: what
+    partial sales leave behind) needs no trade, and the fast path proves it without the
+    exact fallback (a sliver narrower than the tolerance is on one side of the no-trade point,
+    not on both)."""
+    model, market = make_model(), make_market()
+    account = make_account(
+        {
+            "USA": [("400", "90", 800), ("0.000000001", "100", 800)],
+            "INTL": [("250", "100", 800)],
+            "BND": [("250", "100", 800)],
+            "ALT1": [("80", "100", 800)],
+        },
+        cash="2000",
+    )
+    run = run_engine(model, [account], market)
+    assert run.stats.fallback == 0
+    assert run.solved["acct-1"].certified
+    assert run.result.proposals[0].trades == ()
