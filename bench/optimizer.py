@@ -24,6 +24,10 @@ For each book size (1,000 and 10,000 accounts) it measures:
 - ``speedup_wall_vs_reference``: wall time with the same number of worker processes on both
   sides: the sample's reference problems solved by ``--workers`` processes, per account,
   divided by the engine's wall time per account;
+- ``render_all_proposals_cpu_ms_per_account``: the result is an exact Arrow trade table and
+  summary; ``Proposal`` objects with their reason texts are rendered when read. This is the
+  CPU of reading every one of them (not in the timings above), and
+  ``speedup_with_every_proposal_rendered`` the speedup if it were;
 - ``peak_mem_mib``: peak memory of this process and its workers, the larger of (a) the
   highest sum of their proportional set sizes (PSS, shared pages split between the processes
   that share them), sampled every 0.1 s, and (b) this process's peak RSS plus what each worker
@@ -222,6 +226,20 @@ def _timed_run(books, workers: int, rss_at_fork: float) -> tuple[float, float, f
     return elapsed, cpu, max(sampler.peak, _peak_rss_mib(rss_at_fork, workers)), errors, trades
 
 
+def _render_cpu(books, workers: int) -> float:
+    """CPU seconds to render every ``Proposal`` (texts and pydantic objects) of one run, on top
+    of the run: what a reader of all proposals pays beyond the trade table."""
+    results = [
+        optimize_accounts(model, book, market, customs, history, workers=workers)
+        for model, market, book, customs, history in books
+    ]
+    start = time.process_time()
+    for result in results:
+        for proposal in result.proposals:
+            assert proposal.account_id
+    return time.process_time() - start
+
+
 def run_size(n_accounts: int, sample: int, workers: int, seed: int, repeat: int = 1) -> dict:
     """One row of the results table; timings are the median of ``repeat`` runs of the engine,
     memory the highest."""
@@ -232,6 +250,7 @@ def run_size(n_accounts: int, sample: int, workers: int, seed: int, repeat: int 
     cpu = float(np.median([r[1] for r in runs]))
     peak = max(r[2] for r in runs)
     errors, trades = runs[0][3], runs[0][4]
+    render = _render_cpu(books, workers)
     gaps, ref_cpu, latencies, jobs, worst = _sample_check(
         books, sample, np.random.default_rng(seed)
     )
@@ -257,6 +276,10 @@ def run_size(n_accounts: int, sample: int, workers: int, seed: int, repeat: int 
         "feasible": bool(worst <= FEASIBILITY_TOL),
         "skipped_accounts": errors,
         "trades_per_account": round(trades / max(1, n_accounts - errors), 1),
+        "render_all_proposals_cpu_ms_per_account": round(render * 1e3 / n_accounts, 3),
+        "speedup_with_every_proposal_rendered": round(
+            float(ref_cpu.mean()) / (engine_cpu + render / n_accounts), 1
+        ),
         "workers": workers,
         "wall_s": round(elapsed, 2),
         "repeats": repeat,
