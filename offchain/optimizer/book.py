@@ -41,6 +41,7 @@ from pydantic import TypeAdapter
 
 from offchain.errors import InvalidInput
 from offchain.optimizer.inputs import Account, Customizations, TaxLot
+from offchain.optimizer.output import decimals
 
 DECIMAL = pa.decimal128(38, 18)
 MODES = ("advisory", "discretionary")
@@ -670,7 +671,4 @@ def exact_decimals(rounded: np.ndarray, places: int) -> pa.Array:
     # other (not rounded as promised) is converted by Decimal itself.
     for j in np.flatnonzero(np.abs(scaled - units) > 1e-3):
         units[j] = float(Decimal(repr(float(rounded[j]))).scaleb(places))
-    whole = pa.array(units.astype(np.int64)).cast(pa.decimal128(38, 0))
-    scaled_type = pa.decimal128(38, places)
-    as_places = pa.Array.from_buffers(scaled_type, len(whole), [None, whole.buffers()[1]])
-    return as_places.cast(DECIMAL)
+    return decimals(units.astype(np.int64), places).cast(DECIMAL)

@@ -20,7 +20,7 @@ from test_exact import PRICES, account_gap
 from test_exact import accounts as random_account
 
 from offchain.optimizer import engine
-from offchain.optimizer.engine import FEASIBILITY_TOL, QUANTITY_STEP, run_engine, units_down
+from offchain.optimizer.engine import FEASIBILITY_TOL, run_engine
 from offchain.optimizer.inputs import (
     Account,
     Customizations,
@@ -31,6 +31,7 @@ from offchain.optimizer.problem import ProblemBuilder, build_universe, objective
 from offchain.optimizer.reference import relative_gap, solve_exact, solve_reference
 from offchain.optimizer.solver import BatchSolver
 from offchain.optimizer.synthetic import make_accounts, make_universe
+from offchain.optimizer.trades import QUANTITY_STEP, units_down
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from optimizer_helpers import AS_OF, make_account, make_market, make_model
 
-from offchain.optimizer import engine
+from offchain.optimizer import engine, trades
 from offchain.optimizer.inputs import Account, Customizations, TaxLot
 from offchain.optimizer.output import (
     EXACT,
@@ -188,9 +188,9 @@ def test_integer_division_rounds_half_even_like_decimal():
         ties = np.array([0, 1, 2, 3, -1, -2, -3]) * d + d // 2
         x = np.concatenate([rng.integers(-(2**62), 2**62, 5000), ties, ties + 1, ties - 1,
                             -ties, -ties + 1])
-        got = engine._div_half_even(x, d)
+        got = trades._div_half_even(x, d)
         want = [int((Decimal(int(v)) / d).quantize(Decimal(1), ROUND_HALF_EVEN, context=EXACT))
                 for v in x]
         assert got.tolist() == want
-    assert engine._fits(np.array([2**31, 2**32]), np.array([2**31, 2**31])).tolist() == [
+    assert trades._fits(np.array([2**31, 2**32]), np.array([2**31, 2**31])).tolist() == [
         True, False]
